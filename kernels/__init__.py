@@ -1,0 +1,1 @@
+"""Triton kernels of mmssm (installed as ``mmssm.kernels``)."""

@@ -1,0 +1,37 @@
+"""Setup script of mmssm.
+
+The Triton kernels live in the top-level ``kernels/`` folder of the repository and
+are installed as the subpackage ``mmssm.kernels`` so that no generic top-level name
+is claimed in site-packages.
+"""
+from setuptools import find_packages, setup
+
+
+def get_version():
+    scope = {}
+    with open('mmssm/version.py', encoding='utf-8') as f:
+        exec(compile(f.read(), 'mmssm/version.py', 'exec'), scope)
+    return scope['__version__']
+
+
+setup(
+    name='mmssm',
+    version=get_version(),
+    description='Vision state-space backbones for OpenMMLab dense prediction',
+    long_description=open('README.md', encoding='utf-8').read(),
+    long_description_content_type='text/markdown',
+    license='Apache-2.0',
+    python_requires='>=3.9',
+    packages=find_packages(include=['mmssm', 'mmssm.*']) + ['mmssm.kernels'],
+    package_dir={'mmssm.kernels': 'kernels'},
+    include_package_data=True,
+    install_requires=['torch>=2.1', 'mmengine>=0.10.0,<1.0', 'einops', 'numpy'],
+    extras_require={
+        'det': ['mmdet==3.3.0', 'mmcv>=2.0.0rc4,<2.2.0'],
+        'seg': ['mmsegmentation==1.2.2', 'mmcv>=2.0.0rc4,<2.2.0', 'ftfy', 'regex'],
+        'cls': ['mmpretrain==1.2.0'],
+        'triton': ['triton'],
+        'tests': ['pytest', 'pycocotools'],
+    },
+    zip_safe=False,
+)
