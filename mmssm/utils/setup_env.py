@@ -1,0 +1,144 @@
+"""Fixes for the pinned OpenMMLab stack, applied when :mod:`mmssm` is imported.
+
+Three traps of torch 2.14 / mmengine 0.10.7 / setuptools are handled here:
+
+* ``pkg_resources``: mmengine resolves ``mmdet::``/``mmseg::``/``mmpretrain::``
+  base configs through :mod:`pkg_resources`, which setuptools >= 82 no longer
+  ships. :func:`patch_mmengine_package_lookup` swaps mmengine's two lookup
+  functions for :mod:`importlib.metadata` based ones when ``pkg_resources`` is
+  missing (the install script also pins ``setuptools<82``).
+* ``weights_only``: since torch 2.6, :func:`torch.load` refuses any pickled
+  object outside an allow-list. mmengine training checkpoints hold
+  :class:`~mmengine.logging.HistoryBuffer` objects and numpy arrays (``--resume``
+  and ``tools/test.py`` break), and official Vim checkpoints hold an
+  :class:`argparse.Namespace`. :func:`register_torch_safe_globals` adds exactly
+  these plain data containers to torch's allow-list instead of turning the
+  safety check off.
+* CPU multi-process runs: :class:`CPUDistributedDataParallel` lets mmengine's
+  runner wrap a CPU model for a ``gloo`` process group (mmengine always passes
+  ``device_ids=[LOCAL_RANK]``, which torch rejects for CPU modules).
+"""
+import argparse
+import importlib
+import importlib.metadata
+import importlib.util
+import os.path as osp
+
+import numpy as np
+import torch
+from mmengine.model import MMDistributedDataParallel
+from mmengine.registry import MODEL_WRAPPERS
+
+_PATCHED = {'package_lookup': False, 'safe_globals': False}
+
+
+def _is_installed(package: str) -> bool:
+    """``importlib.metadata`` replacement of mmengine's ``is_installed``."""
+    try:
+        importlib.metadata.distribution(package)
+        return True
+    except importlib.metadata.PackageNotFoundError:
+        spec = importlib.util.find_spec(package)
+        return spec is not None and spec.origin is not None
+
+
+def _get_installed_path(package: str) -> str:
+    """``importlib.metadata`` replacement of mmengine's ``get_installed_path``.
+
+    Returns the folder of the importable module that ``package`` names
+    (``mmsegmentation`` -> ``.../site-packages/mmseg``).
+    """
+    from mmengine.utils.package_utils import package2module
+    module = package2module(package) if _is_installed(package) else package
+    spec = importlib.util.find_spec(module)
+    if spec is None:
+        spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        raise importlib.metadata.PackageNotFoundError(
+            f'{package} is not installed (or is a namespace package)')
+    return osp.dirname(spec.origin)
+
+
+def patch_mmengine_package_lookup(force: bool = False) -> bool:
+    """Make mmengine's base-config lookup work without ``pkg_resources``.
+
+    Args:
+        force (bool): Patch even when ``pkg_resources`` is importable.
+            Defaults to False.
+
+    Returns:
+        bool: Whether mmengine's functions were replaced.
+    """
+    if not force:
+        try:
+            importlib.import_module('pkg_resources')
+            return False
+        except ImportError:
+            pass
+    import mmengine.config.config as config_module
+    import mmengine.utils as utils_module
+    import mmengine.utils.package_utils as package_utils
+    for module in (package_utils, utils_module, config_module):
+        if hasattr(module, 'is_installed'):
+            module.is_installed = _is_installed
+        if hasattr(module, 'get_installed_path'):
+            module.get_installed_path = _get_installed_path
+    _PATCHED['package_lookup'] = True
+    return True
+
+
+def _numpy_safe_globals():
+    """numpy objects that pickled arrays and scalars reference."""
+    if int(np.__version__.split('.')[0]) >= 2:
+        from numpy._core import multiarray
+    else:
+        from numpy.core import multiarray
+    objs = [np.ndarray, np.dtype, multiarray._reconstruct, multiarray.scalar]
+    # numpy >= 1.25 pickles dtypes as instances of numpy.dtypes.*DType
+    dtypes = getattr(np, 'dtypes', None)
+    if dtypes is not None:
+        objs += [
+            getattr(dtypes, name) for name in dir(dtypes)
+            if name.endswith('DType')
+        ]
+    return objs
+
+
+def register_torch_safe_globals() -> None:
+    """Allow-list the plain data containers found in mmengine and official
+    checkpoints for ``torch.load(weights_only=True)``."""
+    if _PATCHED['safe_globals']:
+        return
+    add = getattr(torch.serialization, 'add_safe_globals', None)
+    if add is None:  # torch < 2.4 has no allow-list and loads everything
+        return
+    from mmengine.logging.history_buffer import HistoryBuffer
+    add([HistoryBuffer, argparse.Namespace] + _numpy_safe_globals())
+    _PATCHED['safe_globals'] = True
+
+
+@MODEL_WRAPPERS.register_module()
+class CPUDistributedDataParallel(MMDistributedDataParallel):
+    """mmengine's DDP wrapper for models on the CPU (``gloo`` backend).
+
+    mmengine's runner passes ``device_ids=[LOCAL_RANK]`` to every
+    ``DistributedDataParallel`` subclass; torch only accepts ``None`` for a
+    CPU module, so it is dropped here. ``tools/train.py`` selects this wrapper
+    when a launcher is used without a GPU.
+
+    Args:
+        module (nn.Module): The model to wrap.
+        device_ids (list[int], optional): Kept for GPU modules only.
+        **kwargs: Passed to :class:`MMDistributedDataParallel`.
+    """
+
+    def __init__(self, module, device_ids=None, **kwargs):
+        on_cpu = all(p.device.type == 'cpu' for p in module.parameters())
+        super().__init__(
+            module=module, device_ids=None if on_cpu else device_ids, **kwargs)
+
+
+def setup_env() -> None:
+    """Apply every stack fix (idempotent)."""
+    patch_mmengine_package_lookup()
+    register_torch_safe_globals()
