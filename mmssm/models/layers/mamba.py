@@ -1,0 +1,283 @@
+"""Mamba (S6) token mixers for plain (non-hierarchical) vision backbones.
+
+* :class:`MambaMixer` is the selective state-space block of Mamba (Gu & Dao,
+  2023, "Mamba: Linear-Time Sequence Modeling with Selective State Spaces"):
+  ``in_proj`` (gives ``x`` and the gate ``z``) -> causal depthwise ``conv1d`` +
+  SiLU -> ``x_proj`` (input-dependent ``dt``, ``B``, ``C``) -> ``dt_proj`` ->
+  selective scan with ``A = -exp(A_log)``, skip ``D`` and gate ``silu(z)`` ->
+  ``out_proj``. It scans the tokens in one direction.
+* :class:`BiMambaMixer` is the bidirectional mixer of Vim (Zhu et al., 2024,
+  "Vision Mamba: Efficient Visual Representation Learning with Bidirectional
+  State Space Model"), the "bimamba v2" of the official code: ``in_proj`` and
+  ``out_proj`` are shared, the backward direction has its own ``conv1d_b``,
+  ``x_proj_b``, ``dt_proj_b``, ``A_b_log`` and ``D_b``, each direction gates
+  its own output with ``silu(z)``, and the output is
+  ``out_proj((y_fwd + y_bwd) / 2)``.
+
+Both directions go through :func:`mmssm.ops.selective_scan` in ONE call: the
+channels of the two directions are concatenated and the op is told to visit
+the first half forward and the second half in reverse (``order=['forward',
+'reverse']``), returning both in the original token order. The backward
+branch of the official code runs the causal conv on the flipped sequence and
+flips the result back; here that is computed as the equivalent anti-causal
+conv on the original order (zero padding on the right, kernel taps reversed),
+so no flipped copy of the sequence is ever made, only of the 4-tap kernel.
+
+Parameter names and shapes follow the official Vim checkpoints
+(``mixer.{in_proj,conv1d,conv1d_b,x_proj,x_proj_b,dt_proj,dt_proj_b,out_proj}``,
+``mixer.{A_log,A_b_log,D,D_b}``), so they load unchanged.
+"""
+import math
+from typing import Optional, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.model import BaseModule
+
+from mmssm.ops import selective_scan
+from .ssm_init import a_log_init, dt_proj_init_
+
+__all__ = ['MambaMixer', 'BiMambaMixer', 'causal_conv1d']
+
+
+def causal_conv1d(x: torch.Tensor,
+                  weight: torch.Tensor,
+                  bias: Optional[torch.Tensor] = None,
+                  reverse: bool = False) -> torch.Tensor:
+    """Depthwise causal (or anti-causal) 1D convolution.
+
+    With ``reverse=False`` output ``t`` sees inputs ``t-k+1 .. t`` (zero
+    padding on the left): Mamba's causal conv. With ``reverse=True`` it sees
+    inputs ``t .. t+k-1`` through the reversed kernel (zero padding on the
+    right), which equals ``flip(causal_conv1d(flip(x)))`` without flipping
+    ``x``: the conv of the backward branch of a bidirectional mixer.
+
+    Args:
+        x (torch.Tensor): Input ``(B, C, L)``.
+        weight (torch.Tensor): Depthwise kernel ``(C, 1, k)``.
+        bias (torch.Tensor, optional): Bias ``(C,)``.
+        reverse (bool): Anti-causal (backward direction). Defaults to False.
+
+    Returns:
+        torch.Tensor: ``(B, C, L)``.
+    """
+    k = weight.shape[-1]
+    if reverse:
+        x = F.pad(x, (0, k - 1))
+        weight = weight.flip(-1)
+    else:
+        x = F.pad(x, (k - 1, 0))
+    return F.conv1d(x, weight, bias, groups=weight.shape[0])
+
+
+class MambaMixer(BaseModule):
+    """Single-direction Mamba (S6) mixer for ``(B, L, C)`` token sequences.
+
+    Args:
+        embed_dims (int): Token width ``C``.
+        d_state (int): SSM state size ``N``. Defaults to 16.
+        d_conv (int): Kernel size of the depthwise conv. Defaults to 4.
+        expand (float): ``d_inner = int(expand * embed_dims)``. Defaults to 2.
+        dt_rank (int | str): Rank ``R`` of the ``dt`` projection; ``'auto'``
+            means ``ceil(embed_dims / 16)``. Defaults to ``'auto'``.
+        dt_min (float): Smallest initial step size. Defaults to 1e-3.
+        dt_max (float): Largest initial step size. Defaults to 1e-1.
+        dt_init_floor (float): Floor of the initial step. Defaults to 1e-4.
+        dt_scale (float): Scale of the ``dt_proj`` weight init.
+            Defaults to 1.0.
+        dt_init (str): ``'random'`` or ``'constant'``. Defaults to
+            ``'random'``.
+        conv_bias (bool): Bias in the depthwise conv. Defaults to True.
+        bias (bool): Bias in ``in_proj`` and ``out_proj``. Defaults to False.
+        scan_impl (str, optional): ``impl`` passed to
+            :func:`mmssm.ops.selective_scan` (``None`` picks the fastest for
+            the device). Defaults to None.
+        init_cfg (dict, optional): Initialization config. Defaults to None.
+    """
+
+    #: Scan orders of the directions, in channel-chunk order.
+    directions: Tuple[str, ...] = ('forward', )
+
+    def __init__(self,
+                 embed_dims: int,
+                 d_state: int = 16,
+                 d_conv: int = 4,
+                 expand: float = 2,
+                 dt_rank: Union[int, str] = 'auto',
+                 dt_min: float = 1e-3,
+                 dt_max: float = 1e-1,
+                 dt_init_floor: float = 1e-4,
+                 dt_scale: float = 1.0,
+                 dt_init: str = 'random',
+                 conv_bias: bool = True,
+                 bias: bool = False,
+                 scan_impl: Optional[str] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        self.embed_dims = embed_dims
+        self.d_state = d_state
+        self.d_conv = d_conv
+        self.d_inner = int(expand * embed_dims)
+        if dt_rank == 'auto':
+            dt_rank = math.ceil(embed_dims / 16)
+        if not isinstance(dt_rank, int) or dt_rank < 1:
+            raise ValueError(
+                f"dt_rank must be a positive int or 'auto', got {dt_rank!r}")
+        self.dt_rank = dt_rank
+        self.scan_impl = scan_impl
+        self._dt_init = dict(
+            dt_min=dt_min,
+            dt_max=dt_max,
+            dt_init_floor=dt_init_floor,
+            dt_scale=dt_scale,
+            dt_init=dt_init)
+
+        self.in_proj = nn.Linear(embed_dims, 2 * self.d_inner, bias=bias)
+        for direction in self.directions:
+            self._build_direction(self._suffix(direction), conv_bias)
+        self.out_proj = nn.Linear(self.d_inner, embed_dims, bias=bias)
+
+    @staticmethod
+    def _suffix(direction: str) -> str:
+        return '' if direction == 'forward' else '_b'
+
+    def _build_direction(self, suffix: str, conv_bias: bool) -> None:
+        """Create the per-direction parameters named with ``suffix``."""
+        conv = nn.Conv1d(
+            self.d_inner,
+            self.d_inner,
+            kernel_size=self.d_conv,
+            groups=self.d_inner,
+            bias=conv_bias)  # padded by causal_conv1d
+        x_proj = nn.Linear(
+            self.d_inner, self.dt_rank + 2 * self.d_state, bias=False)
+        dt_proj = nn.Linear(self.dt_rank, self.d_inner, bias=True)
+        dt_proj_init_(dt_proj, self.dt_rank, **self._dt_init)
+        a_log = nn.Parameter(a_log_init(self.d_inner, self.d_state))
+        d_skip = nn.Parameter(torch.ones(self.d_inner))
+        a_log._no_weight_decay = True
+        d_skip._no_weight_decay = True
+        setattr(self, f'conv1d{suffix}', conv)
+        setattr(self, f'x_proj{suffix}', x_proj)
+        setattr(self, f'dt_proj{suffix}', dt_proj)
+        # official names: A_log / A_b_log, D / D_b
+        setattr(self, f'A{suffix}_log', a_log)
+        setattr(self, f'D{suffix}', d_skip)
+
+    def _scan_inputs(self, x: torch.Tensor, suffix: str, reverse: bool):
+        """conv1d -> SiLU -> x_proj -> dt_proj for one direction.
+
+        Args:
+            x (torch.Tensor): ``(B, d_inner, L)``, in the original order.
+            suffix (str): Parameter suffix of the direction.
+            reverse (bool): Whether the direction scans backwards.
+
+        Returns:
+            tuple: ``u`` and ``delta`` ``(B, d_inner, L)``, ``B`` and ``C``
+            ``(B, N, L)``, all in the original token order.
+        """
+        conv = getattr(self, f'conv1d{suffix}')
+        u = F.silu(causal_conv1d(x, conv.weight, conv.bias, reverse=reverse))
+        x_dbl = F.linear(u.transpose(1, 2), getattr(self, f'x_proj{suffix}')
+                         .weight)  # (B, L, R + 2N)
+        dt, b, c = torch.split(
+            x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
+        # the dt_proj bias is the scan's delta_bias (added in fp32 there)
+        delta = F.linear(dt, getattr(self, f'dt_proj{suffix}').weight)
+        return (u, delta.transpose(1, 2), b.transpose(1, 2),
+                c.transpose(1, 2))
+
+    def _ssm_params(self, suffix: str):
+        """``A``, ``D`` and ``delta_bias`` of one direction, in fp32."""
+        A = -torch.exp(getattr(self, f'A{suffix}_log').float())
+        D = getattr(self, f'D{suffix}').float()
+        delta_bias = getattr(self, f'dt_proj{suffix}').bias.float()
+        return A, D, delta_bias
+
+    def _combine(self, y: torch.Tensor) -> torch.Tensor:
+        """Merge the per-direction outputs ``(B, K * d_inner, L)``."""
+        return y
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Mix a token sequence.
+
+        Args:
+            x (torch.Tensor): Tokens ``(B, L, embed_dims)``.
+
+        Returns:
+            torch.Tensor: ``(B, L, embed_dims)``.
+        """
+        if x.dim() != 3 or x.shape[-1] != self.embed_dims:
+            raise ValueError(
+                f'{self.__class__.__name__} expects (B, L, {self.embed_dims})'
+                f' tokens, got shape {tuple(x.shape)}')
+        xz = self.in_proj(x).transpose(1, 2)  # (B, 2 * d_inner, L)
+        x, z = xz.chunk(2, dim=1)
+        us, deltas, bs, cs, As, Ds, biases = [], [], [], [], [], [], []
+        for direction in self.directions:
+            suffix = self._suffix(direction)
+            u, delta, b, c = self._scan_inputs(
+                x, suffix, reverse=direction == 'reverse')
+            A, D, delta_bias = self._ssm_params(suffix)
+            for store, value in zip((us, deltas, bs, cs, As, Ds, biases),
+                                    (u, delta, b, c, A, D, delta_bias)):
+                store.append(value)
+        k = len(self.directions)
+        if k == 1:
+            y = selective_scan(
+                us[0], deltas[0], As[0], bs[0], cs[0], Ds[0], z=z,
+                delta_bias=biases[0], delta_softplus=True,
+                order=self.directions[0], impl=self.scan_impl)
+        else:
+            # one call: direction i owns channel chunk i and B/C group i
+            y = selective_scan(
+                torch.cat(us, dim=1), torch.cat(deltas, dim=1),
+                torch.cat(As, dim=0), torch.stack(bs, dim=1),
+                torch.stack(cs, dim=1), torch.cat(Ds, dim=0),
+                z=z.repeat(1, k, 1), delta_bias=torch.cat(biases, dim=0),
+                delta_softplus=True, order=list(self.directions),
+                impl=self.scan_impl)
+        y = self._combine(y)
+        return self.out_proj(y.transpose(1, 2))
+
+    def extra_repr(self) -> str:
+        return (f'embed_dims={self.embed_dims}, d_inner={self.d_inner}, '
+                f'd_state={self.d_state}, dt_rank={self.dt_rank}, '
+                f'directions={self.directions}')
+
+
+class BiMambaMixer(MambaMixer):
+    """Bidirectional Mamba mixer of Vim ("bimamba v2").
+
+    ``out_proj((silu(z) * y_fwd + silu(z) * y_bwd) / 2)`` where ``y_bwd`` is
+    the Mamba branch run on the reversed token sequence (its own
+    ``conv1d_b``, ``x_proj_b``, ``dt_proj_b``, ``A_b_log``, ``D_b``) and
+    returned in the original order. See the module docstring for how the
+    reversal is done without copies.
+
+    Note:
+        The official Vim code leaves ``dt_proj_b`` at PyTorch's default
+        ``nn.Linear`` init and then zeroes its bias; here both directions get
+        Mamba's ``dt`` init (:func:`dt_proj_init_`). This changes only the
+        random initialization, not the forward math, so official checkpoints
+        give the same numbers.
+
+    Args:
+        embed_dims (int): Token width ``C``.
+        divide_out (bool): Average (``True``, Vim and Mamba-Reg) or sum
+            (``False``, VideoMamba) the two directions. Defaults to True.
+        **kwargs: The other arguments of :class:`MambaMixer`.
+    """
+
+    directions = ('forward', 'reverse')
+
+    def __init__(self, embed_dims: int, divide_out: bool = True,
+                 **kwargs) -> None:
+        super().__init__(embed_dims, **kwargs)
+        self.divide_out = divide_out
+
+    def _combine(self, y: torch.Tensor) -> torch.Tensor:
+        y_fwd, y_bwd = y.chunk(2, dim=1)
+        y = y_fwd + y_bwd
+        return y / 2 if self.divide_out else y
