@@ -42,14 +42,26 @@ def _is_installed(package: str) -> bool:
         return spec is not None and spec.origin is not None
 
 
+def _package2module(package: str) -> str:
+    """Top-level module of an installed distribution (``mmsegmentation`` ->
+    ``mmseg``), read from its metadata."""
+    dist = importlib.metadata.distribution(package)
+    top_level = dist.read_text('top_level.txt')
+    if top_level:
+        return top_level.split()[0]
+    for name, dists in importlib.metadata.packages_distributions().items():
+        if dist.metadata['Name'] in dists:
+            return name
+    raise ValueError(f'cannot infer the module name of {package}')
+
+
 def _get_installed_path(package: str) -> str:
     """``importlib.metadata`` replacement of mmengine's ``get_installed_path``.
 
     Returns the folder of the importable module that ``package`` names
     (``mmsegmentation`` -> ``.../site-packages/mmseg``).
     """
-    from mmengine.utils.package_utils import package2module
-    module = package2module(package) if _is_installed(package) else package
+    module = _package2module(package) if _is_installed(package) else package
     spec = importlib.util.find_spec(module)
     if spec is None:
         spec = importlib.util.find_spec(package)
@@ -78,6 +90,7 @@ def patch_mmengine_package_lookup(force: bool = False) -> bool:
     import mmengine.config.config as config_module
     import mmengine.utils as utils_module
     import mmengine.utils.package_utils as package_utils
+    package_utils.package2module = _package2module
     for module in (package_utils, utils_module, config_module):
         if hasattr(module, 'is_installed'):
             module.is_installed = _is_installed
@@ -104,11 +117,32 @@ def _numpy_safe_globals():
     return objs
 
 
+def _history_buffer_getstate(self) -> dict:
+    """Pickle a HistoryBuffer as plain data.
+
+    mmengine 0.10.7 also pickles its ``_statistics_methods`` (functions,
+    stored through ``getattr``), which ``weights_only`` loading must refuse.
+    They are class-level and re-registered at import, so they are left out.
+    """
+    return {
+        k: v
+        for k, v in self.__dict__.items() if k != 'statistics_methods'
+    }
+
+
 def register_torch_safe_globals() -> None:
-    """Allow-list the plain data containers found in mmengine and official
-    checkpoints for ``torch.load(weights_only=True)``."""
+    """Let ``torch.load(weights_only=True)`` read mmengine and official
+    checkpoints.
+
+    Allow-lists the plain data containers they hold (HistoryBuffer, numpy
+    arrays and scalars, argparse.Namespace) and makes HistoryBuffer pickle
+    without function references. Checkpoints written by plain mmengine
+    0.10.7 (with those function references) are still refused by torch.
+    """
     if _PATCHED['safe_globals']:
         return
+    from mmengine.logging.history_buffer import HistoryBuffer as _HB
+    _HB.__getstate__ = _history_buffer_getstate
     add = getattr(torch.serialization, 'add_safe_globals', None)
     if add is None:  # torch < 2.4 has no allow-list and loads everything
         return

@@ -1,0 +1,7 @@
+from .runner_utils import (apply_common_args, build_runner, check_data_roots,
+                           get_task, init_cpu_distributed)
+
+__all__ = [
+    'apply_common_args', 'build_runner', 'check_data_roots', 'get_task',
+    'init_cpu_distributed'
+]

@@ -1,0 +1,161 @@
+"""Helpers shared by ``tools/train.py`` and ``tools/test.py``.
+
+They work for mmdet, mmseg and mmpretrain configs alike; the task is read
+from the config's ``default_scope``.
+"""
+import os
+import os.path as osp
+
+import torch
+import torch.distributed as torch_dist
+from mmengine.config import Config, DictAction  # noqa: F401
+
+TASKS = ('mmdet', 'mmseg', 'mmpretrain')
+
+
+def get_task(cfg: Config) -> str:
+    """Return the OpenMMLab codebase a config belongs to.
+
+    Args:
+        cfg (Config): A loaded config.
+
+    Returns:
+        str: ``'mmdet'``, ``'mmseg'`` or ``'mmpretrain'``.
+    """
+    scope = cfg.get('default_scope', None)
+    if scope not in TASKS:
+        raise ValueError(
+            f'default_scope of the config is {scope!r}; mmssm tools support '
+            f'configs of {TASKS} (inherit their default_runtime)')
+    return scope
+
+
+def _dataset_cfgs(dataset):
+    """Yield every leaf dataset config (unwrapping Repeat/Concat/...)."""
+    if dataset is None:
+        return
+    if 'datasets' in dataset:
+        for d in dataset['datasets']:
+            yield from _dataset_cfgs(d)
+    elif 'dataset' in dataset:
+        yield from _dataset_cfgs(dataset['dataset'])
+    else:
+        yield dataset
+
+
+def _data_hint(data_root: str) -> str:
+    """How to get the data that ``data_root`` points at."""
+    root = data_root.lower()
+    if 'shapes' in root or 'synthetic' in root:
+        return ('Generate the synthetic demo data with '
+                '`python tools/misc/generate_synthetic_data.py` '
+                '(writes data/synthetic/coco_shapes and '
+                'data/synthetic/ade_shapes).')
+    if 'ade' in root:
+        return ('Download ADEChallengeData2016.zip from the ADE20K site '
+                '(http://sceneparsing.csail.mit.edu/) and unzip it to '
+                'data/ade/ (data/ade/ADEChallengeData2016/{images,'
+                'annotations}/{training,validation}), or set data_root.')
+    if 'coco' in root:
+        return ('Download COCO 2017 (train2017/, val2017/ and '
+                'annotations/instances_{train,val}2017.json from '
+                'https://cocodataset.org) into data/coco/, or set data_root.')
+    return 'Set data_root (and ann_file) to where the dataset lives.'
+
+
+def check_data_roots(cfg: Config, splits=('train', 'val', 'test')) -> None:
+    """Fail early, with instructions, when a dataset of ``cfg`` is missing.
+
+    Checks that ``data_root`` and the annotation file of every dataset used by
+    the requested dataloaders exist on disk before any runner is built.
+
+    Args:
+        cfg (Config): A loaded config.
+        splits (tuple[str]): Which of ``train``/``val``/``test`` to check.
+
+    Raises:
+        FileNotFoundError: names the missing path and how to get the data.
+    """
+    for split in splits:
+        loader = cfg.get(f'{split}_dataloader', None)
+        if not loader:
+            continue
+        for ds in _dataset_cfgs(loader.get('dataset')):
+            root = ds.get('data_root', '') or ''
+            missing = None
+            if root and not osp.isdir(root):
+                missing = root
+            else:
+                ann = ds.get('ann_file', '') or ''
+                if ann:
+                    ann_path = ann if osp.isabs(ann) else osp.join(root, ann)
+                    if not osp.exists(ann_path):
+                        missing = ann_path
+            if missing is not None:
+                raise FileNotFoundError(
+                    f'{split} data not found: {missing!r} does not exist '
+                    f'(dataset {ds.get("type")}, data_root={root!r}).\n' +
+                    _data_hint(root))
+
+
+def init_cpu_distributed(cfg: Config, launcher: str) -> None:
+    """Start a ``gloo`` process group when a launcher is used without a GPU.
+
+    mmengine's ``init_dist`` calls ``torch.cuda.set_device`` unconditionally;
+    this initialises the group first (mmengine then skips its own init) and
+    selects :class:`mmssm.utils.CPUDistributedDataParallel` as model wrapper.
+
+    Args:
+        cfg (Config): The config, modified in place.
+        launcher (str): ``'pytorch'`` or ``'slurm'``.
+    """
+    if launcher == 'none' or torch.cuda.is_available():
+        return
+    if launcher == 'slurm':
+        env = os.environ
+        env.setdefault('RANK', env['SLURM_PROCID'])
+        env.setdefault('WORLD_SIZE', env['SLURM_NTASKS'])
+        env.setdefault('LOCAL_RANK', env.get('SLURM_LOCALID', '0'))
+        env.setdefault('MASTER_PORT', '29500')
+        if 'MASTER_ADDR' not in env:
+            import subprocess
+            nodes = env['SLURM_NODELIST']
+            env['MASTER_ADDR'] = subprocess.getoutput(
+                f'scontrol show hostname {nodes} | head -n1')
+    elif launcher != 'pytorch':
+        raise ValueError(f'launcher {launcher!r} is not supported on CPU')
+    if not torch_dist.is_initialized():
+        torch_dist.init_process_group(backend='gloo')
+    cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
+    cfg.model_wrapper_cfg = dict(type='CPUDistributedDataParallel')
+
+
+def apply_common_args(cfg: Config, args) -> Config:
+    """Apply ``--work-dir``, ``--cfg-options`` and ``--launcher``.
+
+    Args:
+        cfg (Config): The loaded config, modified in place.
+        args (argparse.Namespace): Parsed arguments of a tool.
+
+    Returns:
+        Config: ``cfg``.
+    """
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+    init_cpu_distributed(cfg, args.launcher)
+    return cfg
+
+
+def build_runner(cfg: Config):
+    """Build the runner the config asks for (``runner_type`` or Runner)."""
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+    if 'runner_type' not in cfg:
+        return Runner.from_cfg(cfg)
+    return RUNNERS.build(cfg)

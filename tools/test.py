@@ -1,0 +1,124 @@
+"""Evaluate a trained mmdet, mmseg or mmpretrain model.
+
+Prints COCO box/mask AP for detectors, mIoU for segmentors, accuracy for
+classifiers. ``--tta`` runs the config's multi-scale/flip test-time
+augmentation (``tta_model`` and ``tta_pipeline``).
+
+Examples::
+
+    python tools/test.py CONFIG CHECKPOINT
+    python tools/test.py CONFIG CHECKPOINT --tta --out results.pkl
+    python tools/test.py CONFIG CHECKPOINT --show-dir vis/
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+import mmssm  # noqa: E402,F401  (stack fixes before any config is parsed)
+from mmengine.config import Config, ConfigDict, DictAction  # noqa: E402
+
+from mmssm.apis import (apply_common_args, build_runner,  # noqa: E402
+                        check_data_roots, get_task)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Test a model (mmssm)')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--work-dir', help='the dir to save the metrics')
+    parser.add_argument(
+        '--out', help='dump the predictions to a pickle file (mmdet, '
+        'mmpretrain) or save the predicted maps to a folder (mmseg)')
+    parser.add_argument('--show', action='store_true', help='show results')
+    parser.add_argument(
+        '--show-dir', help='save images with the predictions drawn to this '
+        'folder (inside the work dir)')
+    parser.add_argument('--wait-time', type=float, default=2)
+    parser.add_argument(
+        '--tta', action='store_true', help='test-time augmentation '
+        '(multi-scale and flip as the config\'s tta_pipeline says)')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config settings, key=value')
+    parser.add_argument(
+        '--launcher', choices=['none', 'pytorch', 'slurm'], default='none')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def trigger_visualization(cfg, args, task):
+    """Turn the visualization hook on for ``--show``/``--show-dir``."""
+    hooks = cfg.default_hooks
+    if 'visualization' not in hooks:
+        raise SystemExit('--show/--show-dir need a visualization hook in '
+                         'default_hooks')
+    hook = hooks['visualization']
+    if task == 'mmpretrain':
+        hook['enable'] = True
+        if args.show_dir:
+            hook['out_dir'] = args.show_dir
+    else:
+        hook['draw'] = True
+        if args.show_dir:
+            if task == 'mmdet':
+                hook['test_out_dir'] = args.show_dir
+            else:
+                cfg.visualizer['save_dir'] = args.show_dir
+    if args.show:
+        hook['show'] = True
+        hook['wait_time'] = args.wait_time
+
+
+def enable_tta(cfg):
+    """Wrap the model in the config's TTA model and use its TTA pipeline."""
+    for key in ('tta_model', 'tta_pipeline'):
+        if key not in cfg:
+            raise SystemExit(
+                f'--tta: the config defines no `{key}`; inherit an mmssm '
+                'config that sets test-time augmentation')
+    cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
+    cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = Config.fromfile(args.config)
+    task = get_task(cfg)
+    apply_common_args(cfg, args)
+    if not osp.isfile(args.checkpoint):
+        raise SystemExit(f'checkpoint {args.checkpoint!r} not found')
+    cfg.load_from = args.checkpoint
+
+    if args.show or args.show_dir:
+        trigger_visualization(cfg, args, task)
+    if args.tta:
+        enable_tta(cfg)
+    if args.out is not None and task == 'mmseg':
+        cfg.test_evaluator['output_dir'] = args.out
+        cfg.test_evaluator['keep_results'] = True
+
+    check_data_roots(cfg, splits=('test', ))
+    runner = build_runner(cfg)
+
+    if args.out is not None and task != 'mmseg':
+        if not args.out.endswith(('.pkl', '.pickle')):
+            raise SystemExit('--out must be a .pkl file for this task')
+        if task == 'mmdet':
+            from mmdet.evaluation import DumpDetResults
+            runner.test_evaluator.metrics.append(
+                DumpDetResults(out_file_path=args.out))
+        else:
+            from mmpretrain.evaluation import DumpResults
+            runner.test_evaluator.metrics.append(
+                DumpResults(out_file_path=args.out))
+    return runner.test()
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,93 @@
+"""Train an mmdet, mmseg or mmpretrain model with an mmssm backbone.
+
+Examples::
+
+    python tools/train.py configs/mambaout/mask-rcnn_mambaout-femto_fpn_demo_coco-shapes.py
+    python tools/train.py CONFIG --resume                  # resume from the latest checkpoint
+    python tools/train.py CONFIG --resume work_dirs/x/iter_100.pth
+    bash tools/dist_train.sh CONFIG 8                       # torchrun, 8 processes
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+import mmssm  # noqa: E402,F401  (stack fixes before any config is parsed)
+import torch  # noqa: E402
+from mmengine.config import Config, DictAction  # noqa: E402
+
+from mmssm.apis import (apply_common_args, build_runner,  # noqa: E402
+                        check_data_roots, get_task)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Train a model (mmssm)')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument('--work-dir', help='the dir to save logs and models')
+    parser.add_argument(
+        '--amp', action='store_true',
+        help='automatic mixed precision (needs a CUDA GPU)')
+    parser.add_argument(
+        '--auto-scale-lr', action='store_true',
+        help='scale the lr by the actual total batch size')
+    parser.add_argument(
+        '--resume', nargs='?', type=str, const='auto',
+        help='resume from the given checkpoint, or from the latest one in '
+        'the work dir when no path is given')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config settings, key=value (xxx=[a,b] for lists)')
+    parser.add_argument(
+        '--launcher', choices=['none', 'pytorch', 'slurm'], default='none',
+        help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = Config.fromfile(args.config)
+    get_task(cfg)
+    apply_common_args(cfg, args)
+
+    if args.amp:
+        if not torch.cuda.is_available():
+            raise SystemExit(
+                '--amp needs a CUDA GPU: mmengine\'s AmpOptimWrapper refuses '
+                'to run on the CPU. Train without --amp on this machine.')
+        optim_type = cfg.optim_wrapper.get('type', 'OptimWrapper')
+        if optim_type == 'OptimWrapper':
+            cfg.optim_wrapper.type = 'AmpOptimWrapper'
+            cfg.optim_wrapper.loss_scale = 'dynamic'
+        elif optim_type != 'AmpOptimWrapper':
+            raise SystemExit(f'--amp cannot convert optim_wrapper type '
+                             f'{optim_type!r} to AmpOptimWrapper')
+
+    if args.auto_scale_lr:
+        if 'auto_scale_lr' not in cfg or 'base_batch_size' not in \
+                cfg.auto_scale_lr:
+            raise SystemExit('--auto-scale-lr: the config has no '
+                             'auto_scale_lr.base_batch_size')
+        cfg.auto_scale_lr.enable = True
+
+    if args.resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None
+    elif args.resume is not None:
+        if not osp.isfile(args.resume):
+            raise SystemExit(f'--resume: checkpoint {args.resume!r} not found')
+        cfg.resume = True
+        cfg.load_from = args.resume
+
+    check_data_roots(cfg, splits=('train', 'val'))
+    runner = build_runner(cfg)
+    runner.train()
+
+
+if __name__ == '__main__':
+    main()
