@@ -1,0 +1,3 @@
+"""mmpretrain-specific components (imports mmpretrain; ``import mmssm`` does
+not import this package: list ``'mmssm.cls'`` in ``custom_imports``)."""
+from .distill import DistillImageClassifier, GroupMambaDistHead  # noqa: F401

@@ -1,0 +1,1 @@
+from .distill import HardDistillationLoss  # noqa: F401
