@@ -37,7 +37,6 @@ def _register(registry, name=None):
     """Decorator registering a class in ``registry`` and in its mmengine root."""
 
     def wrap(cls):
-        registry.register_module(name=name, module=cls)
         root = _ROOTS[id(registry)]
         key = name or cls.__name__
         existing = root.module_dict.get(key)
@@ -46,6 +45,7 @@ def _register(registry, name=None):
                 f'{key} is already registered in mmengine\'s root '
                 f'{root.name} registry by {existing.__module__}; mmssm '
                 'components must use names no other package uses')
+        registry.register_module(name=key, module=cls)
         if existing is None:
             root.register_module(name=key, module=cls)
         return cls

@@ -3,7 +3,7 @@
 _base_ = [
     '../_base_/models/mask-rcnn_fpn_demo.py',
     '../_base_/datasets/coco-shapes_instance.py',
-    '../_base_/schedules/demo_iter.py', 'mmdet::_base_/default_runtime.py'
+    '../_base_/demo_runtime_det.py'
 ]
 custom_imports = dict(imports=['mmssm'], allow_failed_imports=False)
 

@@ -2,7 +2,7 @@
 # the synthetic ADE20K-layout shapes. `python tools/train.py <this config>`.
 _base_ = [
     '../_base_/models/upernet_demo.py', '../_base_/datasets/ade-shapes.py',
-    '../_base_/schedules/demo_iter.py', 'mmseg::_base_/default_runtime.py'
+    '../_base_/demo_runtime_seg.py'
 ]
 custom_imports = dict(imports=['mmssm'], allow_failed_imports=False)
 
