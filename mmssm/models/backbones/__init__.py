@@ -1,0 +1,2 @@
+from .mambaout import MambaOut, convert_mambaout  # noqa: F401
+from .groupmamba import GroupMamba, convert_groupmamba  # noqa: F401
