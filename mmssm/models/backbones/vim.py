@@ -1,0 +1,681 @@
+"""Vim: the plain bidirectional Vision Mamba backbone.
+
+Zhu et al., 2024, "Vision Mamba: Efficient Visual Representation Learning with
+Bidirectional State Space Model" (papers/vim.txt), and the larger plain sizes
+of ShuffleMamba (Huang et al., 2024, "Stochastic Layer-Wise Shuffle: A Good
+Practice to Improve Vision Mamba Training").
+
+The forward math and the parameter names follow the official code
+(hustvl/Vim ``models_mamba.py`` with ``bimamba_type='v2'``, ``rms_norm=True``,
+``residual_in_fp32=True``, ``if_divide_out=True``,
+``use_middle_cls_token=True``), so official checkpoints load unchanged and
+give the same features. Where this module differs from the official dense
+code it fixes its bugs: the class-token row of ``pos_embed`` is the middle one
+(``M // 2``), the position embedding is resized online to any input grid, and
+the layer-wise lr decay (:meth:`Vim.get_layer_depth`) names ``layers``.
+"""
+import math
+from collections import OrderedDict
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torch.utils.checkpoint as cp
+from mmcv.cnn.bricks import DropPath
+from mmengine.logging import MMLogger
+from mmengine.model import BaseModule
+from mmengine.model.weight_init import trunc_normal_
+from mmengine.runner.checkpoint import CheckpointLoader
+
+from mmssm.registry import register_model
+from ..layers.backbone_utils import (check_image_input, parse_arch,
+                                     parse_out_indices)
+from ..layers.mamba import BiMambaMixer
+from ..layers.norm import RMSNorm
+
+__all__ = [
+    'Vim', 'VimLayer', 'VimPatchEmbed', 'resize_vim_pos_embed', 'convert_vim',
+    'unwrap_vim_checkpoint'
+]
+
+
+def resize_vim_pos_embed(pos_embed: torch.Tensor,
+                         src_shape: Tuple[int, int],
+                         dst_shape: Tuple[int, int],
+                         with_cls_token: bool = True,
+                         mode: str = 'bicubic') -> torch.Tensor:
+    """Resize a Vim position embedding whose class-token row is in the middle.
+
+    A Vim ``pos_embed`` of a ``h x w`` patch grid has ``M = h * w`` patch rows
+    in row-major order, and, with a class token, one more row inserted at
+    index ``M // 2`` (the class token sits in the middle of the sequence). The
+    patch rows are resized as an image (in float32, ``align_corners=False``);
+    the class row is kept and re-inserted at ``M' // 2`` of the new grid.
+
+    Args:
+        pos_embed (torch.Tensor): ``(1, M + int(with_cls_token), C)``.
+        src_shape (tuple[int, int]): Grid ``(h, w)`` of ``pos_embed``.
+        dst_shape (tuple[int, int]): Target grid ``(h', w')``.
+        with_cls_token (bool): Whether ``pos_embed`` has the middle class row.
+            Defaults to True.
+        mode (str): Interpolation mode. Defaults to ``'bicubic'``.
+
+    Returns:
+        torch.Tensor: ``(1, h' * w' + int(with_cls_token), C)``, in the dtype
+        of ``pos_embed``. The input itself when the grids are equal.
+    """
+    src_h, src_w = src_shape
+    num_src = src_h * src_w
+    num_extra = int(with_cls_token)
+    if pos_embed.dim() != 3 or pos_embed.shape[1] != num_src + num_extra:
+        raise ValueError(
+            f'pos_embed of shape {tuple(pos_embed.shape)} does not match a '
+            f'{src_h}x{src_w} grid{" plus a class row" * num_extra}')
+    if tuple(src_shape) == tuple(dst_shape):
+        return pos_embed
+    if with_cls_token:
+        mid = num_src // 2
+        cls_row = pos_embed[:, mid:mid + 1]
+        patches = torch.cat([pos_embed[:, :mid], pos_embed[:, mid + 1:]], 1)
+    else:
+        patches = pos_embed
+    dim = patches.shape[-1]
+    grid = patches.reshape(1, src_h, src_w, dim).permute(0, 3, 1, 2)
+    grid = F.interpolate(
+        grid.float(),
+        size=tuple(dst_shape),
+        mode=mode,
+        align_corners=False if mode in ('bilinear', 'bicubic') else None)
+    patches = grid.flatten(2).transpose(1, 2).to(pos_embed.dtype)
+    if not with_cls_token:
+        return patches
+    mid = patches.shape[1] // 2
+    return torch.cat([patches[:, :mid], cls_row, patches[:, mid:]], dim=1)
+
+
+def _square_grid(num_patches: int, what: str) -> Tuple[int, int]:
+    side = int(round(math.sqrt(num_patches)))
+    if side * side != num_patches:
+        raise ValueError(
+            f'{what}: cannot infer the patch grid of a position embedding '
+            f'with {num_patches} patch rows (not a square number); resize it '
+            'to the model grid before loading')
+    return side, side
+
+
+_OFFICIAL_BACKBONE_PREFIXES = ('patch_embed.', 'layers.', 'norm_f.')
+_OFFICIAL_BACKBONE_KEYS = ('cls_token', 'pos_embed')
+_OFFICIAL_DROPPED_PREFIXES = ('rope.', )
+
+
+def convert_vim(state_dict: Dict[str, torch.Tensor]) -> 'OrderedDict':
+    """Convert an official hustvl/Vim state dict to the mmssm layout.
+
+    The official backbone keys (``patch_embed.proj.*``, ``cls_token``,
+    ``pos_embed``, ``layers.{i}.{norm,mixer}.*``, ``norm_f.weight``) are
+    prefixed with ``backbone.``; the classifier ``head.*`` becomes
+    ``head.fc.*`` (mmpretrain ``LinearClsHead``); unused ``rope.*`` buffers
+    are dropped. ``pos_embed`` keeps its official layout (class-token row in
+    the middle, at ``M // 2``), which is the layout of :class:`Vim`; it is
+    checked, not reordered. A ``module.`` prefix (DDP) is stripped.
+
+    Args:
+        state_dict (dict): The ``'model'`` (or ``'model_ema'``) entry of an
+            official checkpoint.
+
+    Returns:
+        OrderedDict: The converted state dict (mmpretrain ``ImageClassifier``
+        layout; load the ``backbone.`` part into :class:`Vim`).
+    """
+    out = OrderedDict()
+    unknown = []
+    for key, value in state_dict.items():
+        if key.startswith('module.'):
+            key = key[len('module.'):]
+        if key.startswith(_OFFICIAL_DROPPED_PREFIXES):
+            continue
+        if key in _OFFICIAL_BACKBONE_KEYS or key.startswith(
+                _OFFICIAL_BACKBONE_PREFIXES):
+            out['backbone.' + key] = value
+        elif key.startswith('head.'):
+            out['head.fc.' + key[len('head.'):]] = value
+        else:
+            unknown.append(key)
+    if unknown:
+        raise KeyError(f'convert_vim: keys not in the official Vim layout: '
+                       f'{unknown[:10]}{" ..." if len(unknown) > 10 else ""}')
+    if 'backbone.pos_embed' in out:
+        rows = out['backbone.pos_embed'].shape[1]
+        has_cls = 'backbone.cls_token' in out
+        _square_grid(rows - int(has_cls), 'convert_vim')
+    return out
+
+
+def unwrap_vim_checkpoint(checkpoint: dict, use_ema: bool = False) -> dict:
+    """Take the state dict out of a loaded checkpoint.
+
+    Looks for ``'state_dict'`` (OpenMMLab), ``'model'`` (official hustvl/Vim,
+    DeiT style) or, with ``use_ema`` or when nothing else is there,
+    ``'model_ema'``; a flat dict of tensors is returned as is. A ``module.``
+    prefix (DDP) is stripped.
+
+    Args:
+        checkpoint (dict): What ``torch.load`` returned.
+        use_ema (bool): Prefer ``'model_ema'``. Defaults to False.
+
+    Returns:
+        dict: The state dict.
+    """
+    if not isinstance(checkpoint, dict):
+        raise TypeError('a Vim checkpoint must be a dict, got '
+                        f'{type(checkpoint).__name__}')
+    keys = ('model_ema', 'state_dict', 'model') if use_ema else (
+        'state_dict', 'model', 'model_ema')
+    state_dict = checkpoint
+    for key in keys:
+        if isinstance(checkpoint.get(key), dict):
+            state_dict = checkpoint[key]
+            break
+    return OrderedDict(
+        (k[len('module.'):] if k.startswith('module.') else k, v)
+        for k, v in state_dict.items())
+
+
+class VimPatchEmbed(nn.Module):
+    """Patch embedding of Vim: one strided conv, padding odd image sizes.
+
+    Images whose sides do not fit the patch grid are zero padded on the
+    right and at the bottom (never cropped), so that every pixel is covered:
+    a side ``H`` becomes ``p + ceil(max(H - p, 0) / s) * s`` for kernel ``p``
+    and stride ``s`` (a multiple of 16 for the plain 16/16 patches).
+
+    Args:
+        in_channels (int): Image channels. Defaults to 3.
+        embed_dims (int): Token width. Defaults to 192.
+        patch_size (int): Conv kernel size. Defaults to 16.
+        stride (int, optional): Conv stride; ``None`` means ``patch_size``
+            (8 for the overlapping "Vim+" variant). Defaults to None.
+    """
+
+    def __init__(self,
+                 in_channels: int = 3,
+                 embed_dims: int = 192,
+                 patch_size: int = 16,
+                 stride: Optional[int] = None) -> None:
+        super().__init__()
+        self.patch_size = patch_size
+        self.stride = stride or patch_size
+        if self.stride > patch_size:
+            raise ValueError(f'stride {self.stride} > patch_size '
+                             f'{patch_size} would skip pixels')
+        self.proj = nn.Conv2d(
+            in_channels, embed_dims, kernel_size=patch_size,
+            stride=self.stride)
+
+    def grid_size(self, h: int, w: int) -> Tuple[int, int]:
+        """Patch grid ``(h', w')`` of an ``h x w`` image (after padding)."""
+        p, s = self.patch_size, self.stride
+        return tuple(
+            math.ceil(max(side - p, 0) / s) + 1 for side in (h, w))
+
+    def forward(self, x: torch.Tensor):
+        """Embed ``(B, C, H, W)`` images.
+
+        Returns:
+            tuple: Tokens ``(B, h' * w', embed_dims)`` and the grid
+            ``(h', w')``.
+        """
+        h, w = x.shape[-2:]
+        gh, gw = self.grid_size(h, w)
+        pad_h = (gh - 1) * self.stride + self.patch_size - h
+        pad_w = (gw - 1) * self.stride + self.patch_size - w
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h))
+        x = self.proj(x)
+        return x.flatten(2).transpose(1, 2), (gh, gw)
+
+
+class VimLayer(BaseModule):
+    """One Vim layer: add -> RMSNorm -> bidirectional Mamba mixer.
+
+    ``forward(hidden, residual) -> (hidden, residual)``: the residual stream
+    is updated with the previous layer's output (``residual + hidden``, or
+    ``hidden`` for the first layer), kept in float32, normalised and mixed;
+    the mixer output is returned as the new ``hidden``.
+
+    Stochastic depth: the official code drops the *incoming* ``hidden`` of
+    layer ``i`` with rate ``dpr[i - 1]`` and the last output, before
+    ``norm_f``, with rate ``dpr[-1]``; this layer drops its own *outgoing*
+    ``hidden`` with rate ``dpr[i]``, the same thing with one draw per layer.
+
+    Args:
+        embed_dims (int): Token width.
+        drop_path_rate (float): Stochastic depth rate of this layer's output.
+            Defaults to 0.
+        norm_eps (float): Epsilon of the RMSNorm. Defaults to 1e-5.
+        residual_in_fp32 (bool): Keep the residual stream in float32.
+            Defaults to True.
+        mixer_cfg (dict, optional): Extra arguments of
+            :class:`~mmssm.models.layers.BiMambaMixer` (``d_state``,
+            ``expand``, ``d_conv``, ``dt_rank``, ``scan_impl`` ...).
+        init_cfg (dict, optional): Initialization config. Defaults to None.
+    """
+
+    def __init__(self,
+                 embed_dims: int,
+                 drop_path_rate: float = 0.,
+                 norm_eps: float = 1e-5,
+                 residual_in_fp32: bool = True,
+                 mixer_cfg: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        self.residual_in_fp32 = residual_in_fp32
+        self.norm = RMSNorm(embed_dims, eps=norm_eps)
+        self.mixer = BiMambaMixer(embed_dims, **(mixer_cfg or {}))
+        self.drop_path = (
+            DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity())
+
+    def forward(self, hidden: torch.Tensor,
+                residual: Optional[torch.Tensor] = None):
+        residual = hidden if residual is None else residual + hidden
+        if self.residual_in_fp32:
+            residual = residual.float()
+        hidden = self.drop_path(self.mixer(self.norm(residual)))
+        return hidden, residual
+
+
+@register_model()
+class Vim(BaseModule):
+    """Vision Mamba (Vim), plain bidirectional SSM backbone.
+
+    A sequence of patch tokens with a class token in the middle goes through
+    ``num_layers`` :class:`VimLayer` (bidirectional Mamba mixers, RMSNorm,
+    float32 residual stream) and a final RMSNorm ``norm_f``. Besides image
+    classification (``out_type='cls_token'``) it gives the token maps of any
+    layers as ``(B, C, h, w)`` feature maps for dense prediction, for any
+    input size: images whose sides are not multiples of the patch stride are
+    zero padded on the right and bottom, and the position embedding is
+    resized (bicubic, float32) to the input grid.
+
+    Args:
+        arch (str | dict): ``'tiny'`` (192 wide), ``'small'`` (384),
+            ``'base'`` (768), each 24 layers; ``'middle'`` (576, 32 layers)
+            and ``'large'`` (1024, 48 layers) of ShuffleMamba; or a dict with
+            ``embed_dims`` and ``num_layers`` (and optionally ``d_state``
+            (16), ``expand`` (2)). Defaults to ``'tiny'``.
+        img_size (int | tuple): Pre-training image size; sets the grid of the
+            stored ``pos_embed``. Defaults to 224.
+        patch_size (int): Patch (conv kernel) size. Defaults to 16.
+        stride (int, optional): Patch stride; 8 gives the overlapping "Vim+"
+            variant (27x27 tokens at 224). Defaults to None (= patch_size).
+        in_channels (int): Image channels. Defaults to 3.
+        out_indices (int | Sequence[int]): Layers whose outputs are returned
+            (negative counts from the end). Defaults to -1.
+        out_type (str): ``'featmap'`` (``(B, C, h, w)`` maps with the class
+            token removed), ``'cls_token'`` (``(B, C)``, needs the class
+            token), ``'avg_featmap'`` (``(B, C)`` mean of the patch tokens)
+            or ``'raw'`` (``(B, L, C)`` tokens, class token included).
+            Defaults to ``'featmap'``.
+        layer_output (str): Which tensor of a layer is its output:
+            ``'stream'`` (the residual stream after the layer, ``residual +
+            hidden``) or ``'mixer'`` (the layer's mixer output ``hidden``
+            only, as in the official segmentation code). The last layer with
+            ``final_norm`` always gives ``norm_f(residual + hidden)``.
+            Defaults to ``'stream'``.
+        with_cls_token (bool): Insert the middle class token. Defaults to
+            True.
+        final_norm (bool): Apply ``norm_f`` to the last layer's output.
+            Defaults to True.
+        drop_rate (float): Dropout after the position embedding.
+            Defaults to 0.
+        drop_path_rate (float): Stochastic depth rate of the last layer
+            (``linspace(0, rate, num_layers)``). Defaults to 0.
+        norm_eps (float): RMSNorm epsilon. Defaults to 1e-5.
+        interpolate_mode (str): Position-embedding resize mode.
+            Defaults to ``'bicubic'``.
+        frozen_stages (int): ``0`` freezes the patch embedding, position
+            embedding and class token; ``k > 0`` also the first ``k`` layers
+            (and ``norm_f`` when ``k == num_layers``). Defaults to -1.
+        norm_eval (bool): Put BatchNorm layers in eval mode during training
+            (Vim itself has none; kept for the OpenMMLab backbone API).
+            Defaults to False.
+        with_cp (bool): Gradient checkpointing of every layer.
+            Defaults to False.
+        mixer_cfg (dict, optional): Extra arguments of the mixers (e.g.
+            ``scan_impl``). Defaults to None.
+        init_cfg (dict, optional): Initialization config;
+            ``dict(type='Pretrained', checkpoint=...)`` accepts official
+            hustvl/Vim files (``{'model': ..., 'args': ...}``), files made by
+            ``tools/model_converters/vim2mmssm.py`` and mmssm checkpoints
+            (``backbone.`` keys). Defaults to None.
+    """
+
+    arch_zoo = {
+        **dict.fromkeys(['t', 'tiny'], dict(embed_dims=192, num_layers=24)),
+        **dict.fromkeys(['s', 'small'], dict(embed_dims=384, num_layers=24)),
+        **dict.fromkeys(['b', 'base'], dict(embed_dims=768, num_layers=24)),
+        **dict.fromkeys(['m', 'middle'], dict(embed_dims=576,
+                                              num_layers=32)),
+        **dict.fromkeys(['l', 'large'], dict(embed_dims=1024,
+                                             num_layers=48)),
+    }
+    OUT_TYPES = ('featmap', 'cls_token', 'avg_featmap', 'raw')
+
+    def __init__(self,
+                 arch: Union[str, dict] = 'tiny',
+                 img_size: Union[int, Sequence[int]] = 224,
+                 patch_size: int = 16,
+                 stride: Optional[int] = None,
+                 in_channels: int = 3,
+                 out_indices: Union[int, Sequence[int]] = -1,
+                 out_type: str = 'featmap',
+                 layer_output: str = 'stream',
+                 with_cls_token: bool = True,
+                 final_norm: bool = True,
+                 drop_rate: float = 0.,
+                 drop_path_rate: float = 0.,
+                 norm_eps: float = 1e-5,
+                 interpolate_mode: str = 'bicubic',
+                 frozen_stages: int = -1,
+                 norm_eval: bool = False,
+                 with_cp: bool = False,
+                 mixer_cfg: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        self.arch_settings = parse_arch(
+            arch, self.arch_zoo, ('embed_dims', 'num_layers'), name='Vim')
+        self.embed_dims = self.arch_settings['embed_dims']
+        self.num_layers = self.arch_settings['num_layers']
+        if out_type not in self.OUT_TYPES:
+            raise ValueError(f'Vim out_type must be one of {self.OUT_TYPES},'
+                             f' got {out_type!r}')
+        if out_type == 'cls_token' and not with_cls_token:
+            raise ValueError("Vim out_type='cls_token' needs "
+                             'with_cls_token=True')
+        if layer_output not in ('stream', 'mixer'):
+            raise ValueError("Vim layer_output must be 'stream' or 'mixer', "
+                             f'got {layer_output!r}')
+        if not 0 <= drop_path_rate < 1:
+            raise ValueError(
+                f'drop_path_rate must be in [0, 1), got {drop_path_rate}')
+        self.out_type = out_type
+        self.layer_output = layer_output
+        self.out_indices = parse_out_indices(out_indices, self.num_layers)
+        self.with_cls_token = with_cls_token
+        self.final_norm = final_norm
+        self.interpolate_mode = interpolate_mode
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+        self.with_cp = with_cp
+
+        self.patch_embed = VimPatchEmbed(in_channels, self.embed_dims,
+                                         patch_size, stride)
+        if isinstance(img_size, int):
+            img_size = (img_size, img_size)
+        self.img_size = tuple(img_size)
+        self.patch_resolution = self.patch_embed.grid_size(*self.img_size)
+        num_patches = self.patch_resolution[0] * self.patch_resolution[1]
+        if with_cls_token:
+            self.cls_token = nn.Parameter(torch.zeros(1, 1, self.embed_dims))
+        self.pos_embed = nn.Parameter(
+            torch.zeros(1, num_patches + int(with_cls_token),
+                        self.embed_dims))
+        self.drop_after_pos = nn.Dropout(p=drop_rate)
+
+        mixer_cfg = dict(mixer_cfg or {})
+        for key in ('d_state', 'expand', 'd_conv', 'dt_rank'):
+            if key in self.arch_settings:
+                mixer_cfg.setdefault(key, self.arch_settings[key])
+        dpr = torch.linspace(0, drop_path_rate, self.num_layers).tolist()
+        self.layers = nn.ModuleList([
+            VimLayer(
+                self.embed_dims,
+                drop_path_rate=dpr[i],
+                norm_eps=norm_eps,
+                mixer_cfg=mixer_cfg) for i in range(self.num_layers)
+        ])
+        self.norm_f = RMSNorm(self.embed_dims, eps=norm_eps)
+
+        self._vim_init()
+        self._register_load_state_dict_pre_hook(self._prepare_pos_embed)
+        self._freeze_stages()
+
+    # ------------------------------------------------------------------ init
+    @torch.no_grad()
+    def _vim_init(self) -> None:
+        """Random init of the official code (``segm_init_weights`` of the
+        patch conv, truncated normal embeddings, GPT-2 style ``out_proj``
+        rescaling by ``1 / sqrt(num_layers)``)."""
+        conv = self.patch_embed.proj
+        fan_in = conv.in_channels * conv.kernel_size[0] * conv.kernel_size[1]
+        # lecun normal: truncated normal with variance 1 / fan_in
+        trunc_normal_(conv.weight, std=math.sqrt(1. / fan_in) / .87962566103)
+        nn.init.zeros_(conv.bias)
+        trunc_normal_(self.pos_embed, std=.02)
+        if self.with_cls_token:
+            trunc_normal_(self.cls_token, std=.02)
+        for layer in self.layers:
+            weight = layer.mixer.out_proj.weight
+            nn.init.kaiming_uniform_(weight, a=math.sqrt(5))
+            weight /= math.sqrt(self.num_layers)
+
+    def init_weights(self) -> None:
+        """Load ``init_cfg=dict(type='Pretrained', ...)`` (official, converted
+        or mmssm checkpoints) or apply other init configs."""
+        if (isinstance(self.init_cfg, dict)
+                and self.init_cfg.get('type') == 'Pretrained'):
+            self.load_pretrained(
+                self.init_cfg['checkpoint'],
+                prefix=self.init_cfg.get('prefix'),
+                map_location=self.init_cfg.get('map_location', 'cpu'))
+            self._is_init = True
+            return
+        super().init_weights()
+
+    def load_pretrained(self,
+                        checkpoint: str,
+                        prefix: Optional[str] = None,
+                        map_location: str = 'cpu') -> None:
+        """Load a checkpoint into the backbone.
+
+        Accepts official hustvl/Vim files (a dict with ``'model'`` and an
+        ``argparse.Namespace`` under ``'args'``: loaded through mmengine's
+        :class:`CheckpointLoader`, i.e. ``torch.load(weights_only=True)``
+        with the safe globals registered by ``import mmssm``), converted
+        files and OpenMMLab checkpoints. The position embedding is resized
+        to this model's grid by the ``load_state_dict`` pre-hook. Unexpected
+        keys (e.g. a classifier head) are logged; missing backbone keys
+        raise.
+
+        Args:
+            checkpoint (str): Path or URL.
+            prefix (str, optional): Take only the keys starting with it (and
+                strip it). ``None`` detects ``backbone.`` keys.
+            map_location (str): Defaults to ``'cpu'``.
+        """
+        logger = MMLogger.get_current_instance()
+        ckpt = CheckpointLoader.load_checkpoint(
+            checkpoint, map_location=map_location, logger=logger)
+        state_dict = unwrap_vim_checkpoint(ckpt)
+        if prefix is None:
+            if any(k.startswith('layers.') for k in state_dict):
+                state_dict = convert_vim(state_dict)
+            prefix = 'backbone.'
+        if prefix:
+            state_dict = {
+                k[len(prefix):]: v
+                for k, v in state_dict.items() if k.startswith(prefix)
+            }
+        if not state_dict:
+            raise KeyError(f'no backbone weights found in {checkpoint!r} '
+                           f'(looked for keys starting with {prefix!r})')
+        result = self.load_state_dict(state_dict, strict=False)
+        if result.missing_keys:
+            raise KeyError(f'{checkpoint!r} lacks Vim keys '
+                           f'{result.missing_keys[:10]}'
+                           f'{" ..." if len(result.missing_keys) > 10 else ""}'
+                           ' (wrong arch or not a Vim checkpoint?)')
+        if result.unexpected_keys:
+            logger.warning('Vim: unexpected keys in the checkpoint ignored: '
+                           f'{result.unexpected_keys}')
+        logger.info(f'Vim: loaded {len(state_dict)} tensors from '
+                    f'{checkpoint}')
+
+    def _prepare_pos_embed(self, state_dict, prefix, *args, **kwargs):
+        """``load_state_dict`` pre-hook: fit a checkpoint's ``pos_embed`` to
+        this model (grid resize; class row dropped when this model has no
+        class token)."""
+        name = prefix + 'pos_embed'
+        if name not in state_dict:
+            return
+        ckpt_pos = state_dict[name]
+        ckpt_has_cls = (prefix + 'cls_token') in state_dict
+        if ckpt_has_cls and not self.with_cls_token:
+            del state_dict[prefix + 'cls_token']
+        elif self.with_cls_token and not ckpt_has_cls:
+            raise KeyError(f'{prefix}cls_token is missing from the '
+                           'checkpoint; build Vim with with_cls_token=False '
+                           'to load class-token-free weights')
+        num_patches = ckpt_pos.shape[1] - int(ckpt_has_cls)
+        if (ckpt_pos.shape[1] == self.pos_embed.shape[1]
+                and ckpt_has_cls == self.with_cls_token):
+            return
+        src = _square_grid(num_patches, f'Vim {name}')
+        new = resize_vim_pos_embed(ckpt_pos, src, self.patch_resolution,
+                                   ckpt_has_cls, self.interpolate_mode)
+        if ckpt_has_cls and not self.with_cls_token:
+            mid = self.patch_resolution[0] * self.patch_resolution[1] // 2
+            new = torch.cat([new[:, :mid], new[:, mid + 1:]], dim=1)
+        MMLogger.get_current_instance().info(
+            f'Vim: resized {name} from grid {src} '
+            f'{"(with class row) " * ckpt_has_cls}to '
+            f'{self.patch_resolution}')
+        state_dict[name] = new
+
+    # --------------------------------------------------------------- forward
+    def prepare_tokens(self, x: torch.Tensor):
+        """Patch-embed images and add the class token and position embedding.
+
+        Args:
+            x (torch.Tensor): Images ``(B, C, H, W)``.
+
+        Returns:
+            tuple: Tokens ``(B, L, C)``, the patch grid ``(h, w)`` and the
+            index of the class token (``h * w // 2``; ``None`` without it).
+        """
+        check_image_input(x, self.patch_embed.proj.in_channels, 'Vim')
+        tokens, grid = self.patch_embed(x)
+        cls_index = None
+        if self.with_cls_token:
+            cls_index = tokens.shape[1] // 2
+            cls_token = self.cls_token.expand(tokens.shape[0], -1, -1)
+            tokens = torch.cat(
+                [tokens[:, :cls_index], cls_token, tokens[:, cls_index:]], 1)
+        pos_embed = resize_vim_pos_embed(self.pos_embed,
+                                         self.patch_resolution, grid,
+                                         self.with_cls_token,
+                                         self.interpolate_mode)
+        return self.drop_after_pos(tokens + pos_embed), grid, cls_index
+
+    def _run_layer(self, layer: nn.Module, hidden, residual):
+        if self.with_cp and self.training and torch.is_grad_enabled():
+            return cp.checkpoint(layer, hidden, residual, use_reentrant=False)
+        return layer(hidden, residual)
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """Forward images ``(B, C, H, W)``.
+
+        Returns:
+            tuple[torch.Tensor]: One output per ``out_indices`` entry, shaped
+            as ``out_type`` says.
+        """
+        hidden, grid, cls_index = self.prepare_tokens(x)
+        residual = None
+        outs = []
+        for i, layer in enumerate(self.layers):
+            hidden, residual = self._run_layer(layer, hidden, residual)
+            if i in self.out_indices:
+                if i == self.num_layers - 1 and self.final_norm:
+                    feat = self.norm_f(residual + hidden)
+                elif self.layer_output == 'stream':
+                    feat = residual + hidden
+                else:
+                    feat = hidden
+                outs.append(self._format_output(feat, grid, cls_index))
+        return tuple(outs)
+
+    def _format_output(self, tokens: torch.Tensor, grid: Tuple[int, int],
+                       cls_index: Optional[int]) -> torch.Tensor:
+        if self.out_type == 'raw':
+            return tokens
+        if self.out_type == 'cls_token':
+            return tokens[:, cls_index]
+        if cls_index is not None:
+            tokens = torch.cat(
+                [tokens[:, :cls_index], tokens[:, cls_index + 1:]], dim=1)
+        if self.out_type == 'avg_featmap':
+            return tokens.mean(dim=1)
+        batch = tokens.shape[0]
+        return tokens.transpose(1, 2).reshape(batch, self.embed_dims,
+                                              *grid).contiguous()
+
+    # ------------------------------------------------- training utilities
+    def _freeze_stages(self) -> None:
+        if self.frozen_stages < 0:
+            return
+        if self.frozen_stages > self.num_layers:
+            raise ValueError(f'frozen_stages={self.frozen_stages} exceeds '
+                             f'num_layers={self.num_layers}')
+        self.patch_embed.eval()
+        frozen = [self.patch_embed, self.pos_embed]
+        if self.with_cls_token:
+            frozen.append(self.cls_token)
+        for i in range(self.frozen_stages):
+            self.layers[i].eval()
+            frozen.append(self.layers[i])
+        if self.frozen_stages == self.num_layers and self.final_norm:
+            self.norm_f.eval()
+            frozen.append(self.norm_f)
+        for item in frozen:
+            params = [item] if isinstance(item, nn.Parameter) else \
+                item.parameters()
+            for param in params:
+                param.requires_grad = False
+
+    def train(self, mode: bool = True) -> 'Vim':
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+        return self
+
+    def get_layer_depth(self, param_name: str, prefix: str = ''):
+        """Layer depth of a parameter, for layer-wise lr decay.
+
+        mmpretrain's protocol: embeddings (``patch_embed``, ``pos_embed``,
+        ``cls_token``) are depth 0, ``layers.i`` is ``i + 1``, everything
+        else (``norm_f``, parameters outside the backbone) is the top depth
+        ``num_layers + 1``.
+
+        Args:
+            param_name (str): Parameter name.
+            prefix (str): Prefix of the backbone's parameters in
+                ``param_name`` (e.g. ``'backbone.'``). Defaults to ``''``.
+
+        Returns:
+            tuple[int, int]: ``(layer_depth, num_depths)`` with
+            ``num_depths = num_layers + 2``.
+        """
+        num_depths = self.num_layers + 2
+        if not param_name.startswith(prefix):
+            return num_depths - 1, num_depths
+        name = param_name[len(prefix):]
+        if name in ('cls_token', 'pos_embed') or name.startswith(
+                'patch_embed.'):
+            return 0, num_depths
+        if name.startswith('layers.'):
+            return int(name.split('.')[1]) + 1, num_depths
+        return num_depths - 1, num_depths

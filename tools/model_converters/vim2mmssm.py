@@ -1,0 +1,60 @@
+"""Convert an official Vim (hustvl/Vim) checkpoint to the mmssm layout.
+
+Usage::
+
+    python tools/model_converters/vim2mmssm.py vim_t_midclstok_76p1acc.pth \
+        vim-tiny_mmssm.pth [--ema] [--no-head]
+
+The official files are dicts with ``'model'`` (and ``'model_ema'``,
+``'optimizer'``, ``'args'`` holding an ``argparse.Namespace`` ...); they are
+loaded with mmengine's ``CheckpointLoader`` (``torch.load`` with
+``weights_only=True`` and the safe globals registered by ``import mmssm``).
+The output ``{'meta': ..., 'state_dict': ...}`` is in the mmpretrain
+``ImageClassifier`` layout (``backbone.*`` for :class:`mmssm.models.Vim`,
+``head.fc.*`` for ``LinearClsHead``): use it as ``load_from`` of the
+classification configs, or as ``init_cfg=dict(type='Pretrained',
+checkpoint=..., prefix='backbone.')`` of a dense one. The class-token row of
+``pos_embed`` stays in the middle (row ``M // 2``), the layout of
+:class:`~mmssm.models.Vim`; the backbone resizes it to any grid when loading.
+Note that :class:`~mmssm.models.Vim` also loads the unconverted official files
+directly through ``init_cfg``.
+"""
+import argparse
+import os
+import os.path as osp
+
+import torch
+from mmengine.runner.checkpoint import CheckpointLoader
+
+import mmssm  # noqa: F401  (torch safe globals for the official files)
+from mmssm.models.backbones.vim import convert_vim, unwrap_vim_checkpoint
+
+__all__ = ['convert_vim', 'main']
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        description='Convert an official Vim checkpoint to mmssm.')
+    parser.add_argument('src', help='official checkpoint (path or URL)')
+    parser.add_argument('dst', help='output path')
+    parser.add_argument(
+        '--ema', action='store_true', help="convert 'model_ema'")
+    parser.add_argument(
+        '--no-head', action='store_true', help='drop the classifier head')
+    args = parser.parse_args(argv)
+
+    checkpoint = CheckpointLoader.load_checkpoint(args.src, map_location='cpu')
+    state_dict = convert_vim(unwrap_vim_checkpoint(checkpoint, args.ema))
+    if args.no_head:
+        state_dict = type(state_dict)(
+            (k, v) for k, v in state_dict.items() if not k.startswith('head.'))
+    if osp.dirname(args.dst):
+        os.makedirs(osp.dirname(args.dst), exist_ok=True)
+    torch.save(
+        dict(state_dict=state_dict, meta=dict(converted_from=args.src)),
+        args.dst)
+    print(f'{len(state_dict)} tensors written to {args.dst}')
+
+
+if __name__ == '__main__':
+    main()
