@@ -8,8 +8,8 @@ from .synthetic import (ADE_SHAPES_CLASSES, ADE_SHAPES_METAINFO,
 
 __all__ = [
     'DATA_KINDS', 'check_data_root', 'data_hint', 'guess_data_kind',
-    'SHAPES_CLASSES', 'SHAPES_PALETTE', 'SHAPES_METAINFO', 'ADE_SHAPES_CLASSES',
-    'ADE_SHAPES_PALETTE', 'ADE_SHAPES_METAINFO', 'generate_coco_shapes',
-    'generate_ade_shapes', 'generate_all', 'make_shapes_sample',
-    'make_ade_sample', 'mask_to_polygons'
+    'SHAPES_CLASSES', 'SHAPES_PALETTE', 'SHAPES_METAINFO',
+    'ADE_SHAPES_CLASSES', 'ADE_SHAPES_PALETTE', 'ADE_SHAPES_METAINFO',
+    'generate_coco_shapes', 'generate_ade_shapes', 'generate_all',
+    'make_shapes_sample', 'make_ade_sample', 'mask_to_polygons'
 ]

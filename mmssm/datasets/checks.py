@@ -1,8 +1,9 @@
 """Cheap checks that a dataset root holds the expected layout.
 
-Training and testing tools call :func:`check_data_root` before building a runner,
-so that a missing dataset fails in a second with a message naming the missing
-path and saying how to get the data, instead of deep inside a dataset class.
+Training and testing tools call :func:`check_data_root` before building a
+runner, so that a missing dataset fails in a second with a message naming the
+missing path and saying how to get the data, instead of deep inside a dataset
+class.
 Only the existence of the key files and folders is checked.
 """
 import os.path as osp
@@ -39,23 +40,25 @@ _SPLIT_ALIASES = {'train': 'train', 'val': 'val', 'test': 'val'}
 DATA_KINDS = tuple(_LAYOUTS)
 
 _HINTS = {
-    'coco': ('To get COCO 2017: download train2017.zip, val2017.zip and '
-             'annotations_trainval2017.zip from https://cocodataset.org/#download '
-             'and unzip them into data/coco/, so that it holds '
-             'annotations/instances_train2017.json, '
-             'annotations/instances_val2017.json, train2017/ and val2017/ (or '
-             'point data_root elsewhere with --cfg-options). To try mmssm '
-             'without COCO, generate the synthetic shapes with `' + _GENERATE +
-             '` and use a *_coco-shapes demo config.'),
-    'ade20k': ('To get ADE20K: download ADEChallengeData2016.zip from '
-               'http://data.csail.mit.edu/places/ADEchallenge/'
-               'ADEChallengeData2016.zip (see http://sceneparsing.csail.mit.edu/) '
-               'and unzip it into data/ade/, so that '
-               'data/ade/ADEChallengeData2016/{images,annotations}/'
-               '{training,validation}/ exist (or point data_root elsewhere '
-               'with --cfg-options). To try mmssm without ADE20K, generate the '
-               'synthetic data with `' + _GENERATE + '` and use an '
-               '*_ade-shapes demo config.'),
+    'coco':
+    ('To get COCO 2017: download train2017.zip, val2017.zip and '
+     'annotations_trainval2017.zip from https://cocodataset.org/#download '
+     'and unzip them into data/coco/, so that it holds '
+     'annotations/instances_train2017.json, '
+     'annotations/instances_val2017.json, train2017/ and val2017/ (or '
+     'point data_root elsewhere with --cfg-options). To try mmssm '
+     'without COCO, generate the synthetic shapes with `' + _GENERATE +
+     '` and use a *_coco-shapes demo config.'),
+    'ade20k':
+    ('To get ADE20K: download ADEChallengeData2016.zip from '
+     'http://data.csail.mit.edu/places/ADEchallenge/'
+     'ADEChallengeData2016.zip (see http://sceneparsing.csail.mit.edu/) '
+     'and unzip it into data/ade/, so that '
+     'data/ade/ADEChallengeData2016/{images,annotations}/'
+     '{training,validation}/ exist (or point data_root elsewhere '
+     'with --cfg-options). To try mmssm without ADE20K, generate the '
+     'synthetic data with `' + _GENERATE + '` and use an '
+     '*_ade-shapes demo config.'),
     'coco_shapes': ('Generate the synthetic COCO-format shapes with `' +
                     _GENERATE + '`; it writes <root>/coco_shapes (and '
                     '<root>/ade_shapes) in a few seconds.'),
@@ -109,9 +112,10 @@ def guess_data_kind(data_root: str,
     return None
 
 
-def check_data_root(data_root: str,
-                    kind: str = 'coco',
-                    splits: Sequence[str] = ('train', 'val')) -> List[str]:
+def check_data_root(
+    data_root: str,
+    kind: str = 'coco',
+    splits: Sequence[str] = ('train', 'val')) -> List[str]:
     """Raise a helpful error when a dataset root lacks its key files.
 
     Layouts (``<split>`` in ``train``/``val``; ``test`` reads ``val``):
@@ -119,7 +123,8 @@ def check_data_root(data_root: str,
     * ``coco``: ``annotations/instances_<split>2017.json`` and ``<split>2017/``
       (``data/coco``);
     * ``ade20k``: ``images/{training,validation}/`` and
-      ``annotations/{training,validation}/`` (``data/ade/ADEChallengeData2016``);
+      ``annotations/{training,validation}/``
+      (``data/ade/ADEChallengeData2016``);
     * ``coco_shapes``: ``annotations/instances_<split>.json`` and ``<split>/``
       (``data/synthetic/coco_shapes``);
     * ``ade_shapes``: as ``ade20k`` (``data/synthetic/ade_shapes``).
@@ -153,6 +158,7 @@ def check_data_root(data_root: str,
             what = 'folder' if is_dir else 'file'
             raise FileNotFoundError(
                 f'{_TITLES[kind]} data not found: the {what} '
-                f'{path.rstrip("/")!r} does not exist (data_root={data_root!r}, '
+                f'{path.rstrip("/")!r} does not exist '
+                f'(data_root={data_root!r}, '
                 f'kind={kind!r}).\n{_HINTS[kind]}')
     return [p.rstrip('/') for p in paths]

@@ -1,13 +1,13 @@
 """Deterministic synthetic datasets of simple shapes.
 
-Two small datasets let every mmssm detector and segmentor be trained and evaluated
-end to end on a CPU without downloading COCO or ADE20K:
+Two small datasets let every mmssm detector and segmentor be trained and
+evaluated end to end on a CPU without downloading COCO or ADE20K:
 
-* ``coco_shapes``: COCO-format instance segmentation. Each image holds 1-4 shapes
-  (:data:`SHAPES_CLASSES`) of random size, rotation and colour on a smooth, noisy
-  background. Later shapes occlude earlier ones; every annotation (polygon, ``bbox``,
-  ``area``) is derived from the *visible* part of its shape, so the masks of one image
-  never overlap. Layout::
+* ``coco_shapes``: COCO-format instance segmentation. Each image holds 1-4
+  shapes (:data:`SHAPES_CLASSES`) of random size, rotation and colour on a
+  smooth, noisy background. Later shapes occlude earlier ones; every
+  annotation (polygon, ``bbox``, ``area``) is derived from the *visible* part
+  of its shape, so the masks of one image never overlap. Layout::
 
       coco_shapes/
           train/000000000001.jpg ...
@@ -15,11 +15,12 @@ end to end on a CPU without downloading COCO or ADE20K:
           annotations/instances_train.json
           annotations/instances_val.json
 
-* ``ade_shapes``: ADE20K-layout semantic segmentation. Each image is a landscape of
-  textured "stuff" bands (sky over one or two of grass / water / sand) with a few
-  shapes and unlabeled clutter on top. Labels follow the ADE20K convention: ``uint8``
-  PNGs, 0 = "other" (ignored with ``reduce_zero_label=True``), classes ``1..K`` in the
-  order of :data:`ADE_SHAPES_CLASSES`. Layout::
+* ``ade_shapes``: ADE20K-layout semantic segmentation. Each image is a
+  landscape of textured "stuff" bands (sky over one or two of grass / water /
+  sand) with a few shapes and unlabeled clutter on top. Labels follow the
+  ADE20K convention: ``uint8`` PNGs, 0 = "other" (ignored with
+  ``reduce_zero_label=True``), classes ``1..K`` in the order of
+  :data:`ADE_SHAPES_CLASSES`. Layout::
 
       ade_shapes/
           images/{training,validation}/ADE_{train,val}_00000001.jpg ...
@@ -27,14 +28,14 @@ end to end on a CPU without downloading COCO or ADE20K:
 
   Load it with mmseg's ``BaseSegDataset`` (``img_suffix='.jpg'``,
   ``seg_map_suffix='.png'``, ``reduce_zero_label=True``,
-  ``metainfo=ADE_SHAPES_METAINFO``). mmseg's ``ADE20KDataset`` cannot be used with
-  these class names: it only accepts a subset of the 150 ADE20K names and then
-  remaps pixel values by their ADE20K index.
+  ``metainfo=ADE_SHAPES_METAINFO``). mmseg's ``ADE20KDataset`` cannot be used
+  with these class names: it only accepts a subset of the 150 ADE20K names
+  and then remaps pixel values by their ADE20K index.
 
-Everything is a pure function of the seed: the image ``i`` of a split is drawn from
-its own generator seeded with ``(seed, dataset, split, i)``, so the same seed gives
-byte-identical files, and changing the number of training images leaves the
-validation images unchanged.
+Everything is a pure function of the seed: the image ``i`` of a split is
+drawn from its own generator seeded with ``(seed, dataset, split, i)``, so the
+same seed gives byte-identical files, and changing the number of training
+images leaves the validation images unchanged.
 """
 import json
 import os
@@ -46,14 +47,14 @@ import cv2
 import numpy as np
 
 __all__ = [
-    'SHAPES_CLASSES', 'SHAPES_PALETTE', 'SHAPES_METAINFO', 'ADE_SHAPES_CLASSES',
-    'ADE_SHAPES_PALETTE', 'ADE_SHAPES_METAINFO', 'COCO_SHAPES_DEFAULTS',
-    'ADE_SHAPES_DEFAULTS', 'make_shapes_sample', 'make_ade_sample',
-    'mask_to_polygons', 'generate_coco_shapes', 'generate_ade_shapes',
-    'generate_all'
+    'SHAPES_CLASSES', 'SHAPES_PALETTE', 'SHAPES_METAINFO',
+    'ADE_SHAPES_CLASSES', 'ADE_SHAPES_PALETTE', 'ADE_SHAPES_METAINFO',
+    'COCO_SHAPES_DEFAULTS', 'ADE_SHAPES_DEFAULTS', 'make_shapes_sample',
+    'make_ade_sample', 'mask_to_polygons', 'generate_coco_shapes',
+    'generate_ade_shapes', 'generate_all'
 ]
 
-#: Instance classes of ``coco_shapes`` (category ids are ``1..5`` in this order).
+#: Instance classes of ``coco_shapes`` (category ids ``1..5`` in this order).
 SHAPES_CLASSES = ('circle', 'rectangle', 'triangle', 'star', 'cross')
 #: RGB display colours of :data:`SHAPES_CLASSES`.
 SHAPES_PALETTE = [(220, 20, 60), (0, 130, 200), (60, 180, 75), (255, 200, 0),
@@ -77,14 +78,19 @@ COCO_SHAPES_DEFAULTS = dict(num_train=200, num_val=50)
 ADE_SHAPES_DEFAULTS = dict(num_train=150, num_val=40)
 
 # Integer tags that separate the random streams of datasets and splits.
-_STREAM = {('coco', 'train'): 1, ('coco', 'val'): 2,
-           ('ade', 'train'): 3, ('ade', 'val'): 4}
+_STREAM = {
+    ('coco', 'train'): 1,
+    ('coco', 'val'): 2,
+    ('ade', 'train'): 3,
+    ('ade', 'val'): 4
+}
 _JPEG_QUALITY = 95
 _ADE_SKY, _ADE_GRASS, _ADE_WATER, _ADE_SAND = 1, 2, 3, 4
 _ADE_SHAPE_LABELS = {'circle': 5, 'rectangle': 6, 'triangle': 7}
 
 
-def _rng(seed: int, dataset: str, split: str, index: int) -> np.random.Generator:
+def _rng(seed: int, dataset: str, split: str,
+         index: int) -> np.random.Generator:
     """Independent generator of one image of one split."""
     return np.random.default_rng([int(seed), _STREAM[(dataset, split)], index])
 
@@ -129,7 +135,8 @@ def _shape_vertices(kind: str, center: Tuple[float, float], radius: float,
         pts = np.stack([r * np.cos(theta), r * np.sin(theta)], 1)
     elif kind == 'cross':
         w = rng.uniform(0.28, 0.38)  # half arm width relative to the radius
-        a = np.sqrt(1 - w * w)  # arm length so that the arm tips touch the circle
+        a = np.sqrt(1 -
+                    w * w)  # arm length so that the arm tips touch the circle
         pts = np.array([[w, -a], [w, -w], [a, -w], [a, w], [w, w], [w, a],
                         [-w, a], [-w, w], [-a, w], [-a, -w], [-w, -w],
                         [-w, -a]])
@@ -149,25 +156,34 @@ def _fill_mask(vertices: np.ndarray, height: int, width: int) -> np.ndarray:
     return mask
 
 
-def _smooth_field(rng: np.random.Generator, height: int, width: int,
-                  grid: int, low: float, high: float,
+def _smooth_field(rng: np.random.Generator,
+                  height: int,
+                  width: int,
+                  grid: int,
+                  low: float,
+                  high: float,
                   channels: int = 3) -> np.ndarray:
-    """Low-frequency random field: a coarse random grid upsampled bicubically."""
-    coarse = rng.uniform(low, high, size=(grid, grid, channels)).astype(np.float32)
+    """Low-frequency random field: a coarse random grid, bicubic upsampled."""
+    coarse = rng.uniform(
+        low, high, size=(grid, grid, channels)).astype(np.float32)
     field = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
     return field.reshape(height, width, channels)
 
 
 def _random_colour(rng: np.random.Generator) -> np.ndarray:
     """A saturated BGR colour of random hue (float32, 0-255)."""
-    hsv = np.array([[[rng.uniform(0, 180), rng.uniform(140, 255),
-                      rng.uniform(110, 255)]]], np.float32)
+    hsv = np.array(
+        [[[rng.uniform(0, 180),
+           rng.uniform(140, 255),
+           rng.uniform(110, 255)]]], np.float32)
     hsv = np.clip(np.round(hsv), 0, 255).astype(np.uint8)
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0].astype(np.float32)
 
 
-def _contrast_colour(rng: np.random.Generator, canvas: np.ndarray,
-                     mask: np.ndarray, tries: int = 12) -> np.ndarray:
+def _contrast_colour(rng: np.random.Generator,
+                     canvas: np.ndarray,
+                     mask: np.ndarray,
+                     tries: int = 12) -> np.ndarray:
     """Random colour that stands out from ``canvas`` inside ``mask``.
 
     The score is the 10th percentile of the per-pixel L1 colour distance, so a
@@ -186,9 +202,12 @@ def _contrast_colour(rng: np.random.Generator, canvas: np.ndarray,
     return best
 
 
-def _paint(canvas: np.ndarray, mask: np.ndarray, colour: np.ndarray,
-           rng: np.random.Generator, noise: float = 6.) -> None:
-    """Paint ``colour`` with a linear shading and pixel noise where ``mask``."""
+def _paint(canvas: np.ndarray,
+           mask: np.ndarray,
+           colour: np.ndarray,
+           rng: np.random.Generator,
+           noise: float = 6.) -> None:
+    """Paint ``colour`` with linear shading and pixel noise where ``mask``."""
     h, w = mask.shape
     ys, xs = np.nonzero(mask)
     gx, gy = rng.uniform(-0.25, 0.25, size=2)
@@ -199,7 +218,7 @@ def _paint(canvas: np.ndarray, mask: np.ndarray, colour: np.ndarray,
 
 
 def _holes_or_slivers(mask: np.ndarray, min_component: int) -> bool:
-    """Whether ``mask`` has a hole or a connected part below ``min_component``."""
+    """Whether ``mask`` has a hole or a connected part < ``min_component``."""
     num, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     if num > 1 and stats[1:, cv2.CC_STAT_AREA].min() < min_component:
         return True
@@ -214,10 +233,10 @@ def mask_to_polygons(mask: np.ndarray) -> List[List[float]]:
     COCO (and pycocotools) put pixel ``(x, y)`` on the square
     ``[x, x + 1] x [y, y + 1]``; contours traced through pixel centres, as
     ``cv2.findContours`` returns them, would drop half of every boundary pixel
-    (IoU ~0.9 for a 20 px disk). Tracing the 2x nearest-upsampled mask and mapping
-    back puts every vertex within 1/4 px of the pixel edges, which
-    ``pycocotools.mask.frPyObjects`` rasterises to exactly the input mask (holes
-    excepted: the generators never produce masks with holes).
+    (IoU ~0.9 for a 20 px disk). Tracing the 2x nearest-upsampled mask and
+    mapping back puts every vertex within 1/4 px of the pixel edges, which
+    ``pycocotools.mask.frPyObjects`` rasterises to exactly the input mask
+    (holes excepted: the generators never produce masks with holes).
 
     Args:
         mask (numpy.ndarray): ``(H, W)`` array, non-zero = inside.
@@ -247,7 +266,7 @@ def _encode(image: np.ndarray, ext: str) -> bytes:
 
 
 def _prepare_dir(path: str, pattern: str) -> None:
-    """Create ``path`` and delete stale generated files matching ``pattern``."""
+    """Create ``path``; delete stale generated files matching ``pattern``."""
     os.makedirs(path, exist_ok=True)
     regex = re.compile(pattern)
     for name in os.listdir(path):
@@ -258,27 +277,29 @@ def _prepare_dir(path: str, pattern: str) -> None:
 # --------------------------------------------------------------------------
 # coco_shapes
 # --------------------------------------------------------------------------
-def make_shapes_sample(seed: int = 0,
-                       split: str = 'train',
-                       index: int = 0,
-                       min_size: int = 128,
-                       max_size: int = 320,
-                       min_instances: int = 1,
-                       max_instances: int = 4,
-                       min_shape: int = 24,
-                       max_shape: int = 120,
-                       min_area: int = 100,
-                       min_visible: float = 0.35,
-                       min_component: int = 30,
-                       placement_tries: int = 30) -> Tuple[np.ndarray, List[dict]]:
+def make_shapes_sample(
+        seed: int = 0,
+        split: str = 'train',
+        index: int = 0,
+        min_size: int = 128,
+        max_size: int = 320,
+        min_instances: int = 1,
+        max_instances: int = 4,
+        min_shape: int = 24,
+        max_shape: int = 120,
+        min_area: int = 100,
+        min_visible: float = 0.35,
+        min_component: int = 30,
+        placement_tries: int = 30) -> Tuple[np.ndarray, List[dict]]:
     """One image of ``coco_shapes`` with its instances, in memory.
 
-    Shapes are placed one after the other, each fully inside the image and on top
-    of the earlier ones. A placement is rejected (and redrawn) when it would leave
-    an earlier shape with a visible area below ``max(min_area, min_visible *
-    full area)``, cut a hole into it or leave a visible part smaller than
-    ``min_component`` pixels; after ``placement_tries`` rejections the shape is
-    skipped. Shapes whose visible area ends below ``min_area`` are dropped.
+    Shapes are placed one after the other, each fully inside the image and on
+    top of the earlier ones. A placement is rejected (and redrawn) when it
+    would leave an earlier shape with a visible area below
+    ``max(min_area, min_visible * full area)``, cut a hole into it or leave a
+    visible part smaller than ``min_component`` pixels; after
+    ``placement_tries`` rejections the shape is skipped. Shapes whose visible
+    area ends below ``min_area`` are dropped.
 
     Args:
         seed (int): Dataset seed.
@@ -288,19 +309,20 @@ def make_shapes_sample(seed: int = 0,
         max_size (int): Largest image side in pixels.
         min_instances (int): Fewest shapes drawn per image.
         max_instances (int): Most shapes drawn per image.
-        min_shape (int): Smallest shape diameter (circumscribed circle) in pixels.
-        max_shape (int): Largest shape diameter in pixels; also capped to 70% of
-            the shorter image side.
+        min_shape (int): Smallest shape diameter (circumscribed circle) in
+            pixels.
+        max_shape (int): Largest shape diameter in pixels; also capped to 70%
+            of the shorter image side.
         min_area (int): Smallest visible area (pixels) of a kept instance.
         min_visible (float): Smallest visible fraction of an occluded shape.
         min_component (int): Smallest connected visible part (pixels).
         placement_tries (int): Placements tried per shape.
 
     Returns:
-        tuple[numpy.ndarray, list[dict]]: The BGR ``uint8`` image and, in drawing
-        order, one dict per kept instance with ``label`` (0-based index into
-        :data:`SHAPES_CLASSES`), ``mask`` (visible part) and ``full_mask``
-        (``uint8`` arrays of the image size).
+        tuple[numpy.ndarray, list[dict]]: The BGR ``uint8`` image and, in
+        drawing order, one dict per kept instance with ``label`` (0-based
+        index into :data:`SHAPES_CLASSES`), ``mask`` (visible part) and
+        ``full_mask`` (``uint8`` arrays of the image size).
     """
     _check_sizes(min_size, max_size)
     if not 1 <= min_instances <= max_instances:
@@ -308,8 +330,8 @@ def make_shapes_sample(seed: int = 0,
                          f'{min_instances} and {max_instances}')
     rng = _rng(seed, 'coco', split, index)
     height, width = (int(v) for v in rng.integers(min_size, max_size + 1, 2))
-    # Background: smooth brightness with a weaker colour tint, plus pixel noise,
-    # so that the saturated shapes stand out by colour and edges.
+    # Background: smooth brightness with a weaker colour tint plus pixel
+    # noise, so that the saturated shapes stand out by colour and edges.
     grid = int(rng.integers(2, 5))
     canvas = _smooth_field(rng, height, width, grid, 50, 200, channels=1)
     canvas = canvas + _smooth_field(rng, height, width, grid, -40, 40)
@@ -344,7 +366,8 @@ def make_shapes_sample(seed: int = 0,
                 inst['mask'] = inst['mask'] * keep
             colour = _contrast_colour(rng, canvas, full)
             _paint(canvas, full, colour, rng)
-            instances.append(dict(label=label, mask=full.copy(), full_mask=full))
+            instances.append(
+                dict(label=label, mask=full.copy(), full_mask=full))
             break
     image = np.clip(np.round(canvas), 0, 255).astype(np.uint8)
     instances = [i for i in instances if i['mask'].sum() >= min_area]
@@ -364,8 +387,12 @@ def _coco_annotation(mask: np.ndarray, label: int, ann_id: int,
         category_id=label + 1,
         segmentation=polygons,
         area=float(mask.sum()),
-        bbox=[float(x0), float(y0), float(xs.max() - x0 + 1),
-              float(ys.max() - y0 + 1)],
+        bbox=[
+            float(x0),
+            float(y0),
+            float(xs.max() - x0 + 1),
+            float(ys.max() - y0 + 1)
+        ],
         iscrowd=0)
 
 
@@ -378,9 +405,10 @@ def generate_coco_shapes(out_dir: str,
                          **sample_kwargs) -> Dict[str, dict]:
     """Write the COCO-format ``coco_shapes`` dataset.
 
-    Annotation and image ids start at 1 (pycocotools treats id 0 as "unmatched"),
-    ``bbox`` is ``[x, y, w, h]`` of the visible mask, ``area`` its pixel count and
-    ``segmentation`` its polygons (see :func:`mask_to_polygons`).
+    Annotation and image ids start at 1 (pycocotools treats id 0 as
+    "unmatched"), ``bbox`` is ``[x, y, w, h]`` of the visible mask, ``area``
+    its pixel count and ``segmentation`` its polygons (see
+    :func:`mask_to_polygons`).
 
     Args:
         out_dir (str): Dataset root, e.g. ``data/synthetic/coco_shapes``.
@@ -398,8 +426,10 @@ def generate_coco_shapes(out_dir: str,
     _check_sizes(min_size, max_size)
     ann_dir = osp.join(out_dir, 'annotations')
     os.makedirs(ann_dir, exist_ok=True)
-    categories = [dict(id=i + 1, name=name, supercategory='shape')
-                  for i, name in enumerate(SHAPES_CLASSES)]
+    categories = [
+        dict(id=i + 1, name=name, supercategory='shape')
+        for i, name in enumerate(SHAPES_CLASSES)
+    ]
     summary = {}
     for split, num in (('train', num_train), ('val', num_val)):
         img_dir = osp.join(out_dir, split)
@@ -407,23 +437,34 @@ def generate_coco_shapes(out_dir: str,
         images, annotations = [], []
         for index in range(int(num)):
             image, instances = make_shapes_sample(
-                seed, split, index, min_size=min_size, max_size=max_size,
+                seed,
+                split,
+                index,
+                min_size=min_size,
+                max_size=max_size,
                 **sample_kwargs)
             image_id = index + 1
             file_name = f'{image_id:012d}.jpg'
             with open(osp.join(img_dir, file_name), 'wb') as f:
                 f.write(_encode(image, '.jpg'))
-            images.append(dict(id=image_id, file_name=file_name,
-                               height=image.shape[0], width=image.shape[1]))
+            images.append(
+                dict(
+                    id=image_id,
+                    file_name=file_name,
+                    height=image.shape[0],
+                    width=image.shape[1]))
             for inst in instances:
                 ann = _coco_annotation(inst['mask'], inst['label'],
                                        len(annotations) + 1, image_id)
                 if ann is not None:
                     annotations.append(ann)
         coco = dict(
-            info=dict(description=f'mmssm synthetic shapes ({split})',
-                      version='1.0', year=2024, contributor='mmssm',
-                      seed=int(seed)),
+            info=dict(
+                description=f'mmssm synthetic shapes ({split})',
+                version='1.0',
+                year=2024,
+                contributor='mmssm',
+                seed=int(seed)),
             licenses=[],
             images=images,
             annotations=annotations,
@@ -431,9 +472,11 @@ def generate_coco_shapes(out_dir: str,
         ann_file = osp.join(ann_dir, f'instances_{split}.json')
         with open(ann_file, 'w') as f:
             json.dump(coco, f, separators=(',', ':'))
-        summary[split] = dict(ann_file=ann_file, img_dir=img_dir,
-                              num_images=len(images),
-                              num_annotations=len(annotations))
+        summary[split] = dict(
+            ann_file=ann_file,
+            img_dir=img_dir,
+            num_images=len(images),
+            num_annotations=len(annotations))
     return summary
 
 
@@ -447,8 +490,9 @@ def _wavy_boundary(rng: np.random.Generator, width: int, level: float,
     y = np.full(width, level)
     for _ in range(2):
         period = rng.uniform(0.3, 1.5) * width
-        y += rng.uniform(0.3, 1.) * amplitude * np.sin(
-            2 * np.pi * x / period + rng.uniform(0, 2 * np.pi))
+        y += rng.uniform(0.3,
+                         1.) * amplitude * np.sin(2 * np.pi * x / period +
+                                                  rng.uniform(0, 2 * np.pi))
     return y
 
 
@@ -482,20 +526,21 @@ def _stuff_texture(kind: int, rng: np.random.Generator, height: int,
     return tex.astype(np.float32)
 
 
-def make_ade_sample(seed: int = 0,
-                    split: str = 'train',
-                    index: int = 0,
-                    min_size: int = 128,
-                    max_size: int = 320,
-                    max_shapes: int = 3,
-                    min_shape: int = 24,
-                    max_shape: int = 110,
-                    clutter_prob: float = 0.5) -> Tuple[np.ndarray, np.ndarray]:
+def make_ade_sample(
+        seed: int = 0,
+        split: str = 'train',
+        index: int = 0,
+        min_size: int = 128,
+        max_size: int = 320,
+        max_shapes: int = 3,
+        min_shape: int = 24,
+        max_shape: int = 110,
+        clutter_prob: float = 0.5) -> Tuple[np.ndarray, np.ndarray]:
     """One image of ``ade_shapes`` and its label map, in memory.
 
-    Sky fills the top of the image down to a wavy horizon, below which lie one or
-    two bands of grass, water or sand; then 0-2 blobs of unlabeled clutter (label
-    0) and 1-``max_shapes`` shapes of random colour are drawn on top.
+    Sky fills the top of the image down to a wavy horizon, below which lie one
+    or two bands of grass, water or sand; then 0-2 blobs of unlabeled clutter
+    (label 0) and 1-``max_shapes`` shapes of random colour are drawn on top.
 
     Args:
         seed (int): Dataset seed.
@@ -543,8 +588,9 @@ def make_ade_sample(seed: int = 0,
                              [width - radius, height - radius])
         verts = np.stack([r * np.cos(theta), r * np.sin(theta)], 1) + center
         blob = _fill_mask(verts, height, width).astype(bool)
-        checker = ((np.arange(height)[:, None] // 4 +
-                    np.arange(width)[None] // 4) % 2).astype(np.float32)
+        checker = (
+            (np.arange(height)[:, None] // 4 + np.arange(width)[None] // 4) %
+            2).astype(np.float32)
         colours = rng.uniform(0, 255, (2, 3))
         tex = colours[0] + checker[..., None] * (colours[1] - colours[0])
         canvas[blob] = tex[blob]
@@ -578,7 +624,8 @@ def generate_ade_shapes(out_dir: str,
     """Write the ADE20K-layout ``ade_shapes`` dataset.
 
     Images are JPEGs, labels ``uint8`` PNGs of the same basename (ADE20K's
-    ``ADE_train_00000001`` naming), 0 = other, ``1..K`` = :data:`ADE_SHAPES_CLASSES`.
+    ``ADE_train_00000001`` naming), 0 = other, ``1..K`` =
+    :data:`ADE_SHAPES_CLASSES`.
 
     Args:
         out_dir (str): Dataset root, e.g. ``data/synthetic/ade_shapes``.
@@ -602,24 +649,30 @@ def generate_ade_shapes(out_dir: str,
         _prepare_dir(img_dir, rf'ADE_{tag}_\d{{8}}\.jpg')
         _prepare_dir(ann_dir, rf'ADE_{tag}_\d{{8}}\.png')
         for index in range(int(num)):
-            image, label = make_ade_sample(seed, split, index, min_size=min_size,
-                                           max_size=max_size, **sample_kwargs)
+            image, label = make_ade_sample(
+                seed,
+                split,
+                index,
+                min_size=min_size,
+                max_size=max_size,
+                **sample_kwargs)
             stem = f'ADE_{tag}_{index + 1:08d}'
             with open(osp.join(img_dir, stem + '.jpg'), 'wb') as f:
                 f.write(_encode(image, '.jpg'))
             with open(osp.join(ann_dir, stem + '.png'), 'wb') as f:
                 f.write(_encode(label, '.png'))
-        summary[folder] = dict(img_dir=img_dir, ann_dir=ann_dir,
-                               num_images=int(num))
+        summary[folder] = dict(
+            img_dir=img_dir, ann_dir=ann_dir, num_images=int(num))
     return summary
 
 
-def generate_all(root: str = 'data/synthetic',
-                 seed: int = 0,
-                 num_train: Optional[int] = None,
-                 num_val: Optional[int] = None,
-                 datasets: Sequence[str] = ('coco_shapes', 'ade_shapes')
-                 ) -> Dict[str, dict]:
+def generate_all(
+    root: str = 'data/synthetic',
+    seed: int = 0,
+    num_train: Optional[int] = None,
+    num_val: Optional[int] = None,
+    datasets: Sequence[str] = ('coco_shapes', 'ade_shapes')
+) -> Dict[str, dict]:
     """Write ``root/coco_shapes`` and ``root/ade_shapes``.
 
     Args:
@@ -640,14 +693,16 @@ def generate_all(root: str = 'data/synthetic',
         raise ValueError(f'unknown synthetic datasets {sorted(unknown)}; '
                          "choose from 'coco_shapes', 'ade_shapes'")
     out = {}
-    for name, fn, defaults in (
-            ('coco_shapes', generate_coco_shapes, COCO_SHAPES_DEFAULTS),
-            ('ade_shapes', generate_ade_shapes, ADE_SHAPES_DEFAULTS)):
+    for name, fn, defaults in (('coco_shapes', generate_coco_shapes,
+                                COCO_SHAPES_DEFAULTS),
+                               ('ade_shapes', generate_ade_shapes,
+                                ADE_SHAPES_DEFAULTS)):
         if name not in datasets:
             continue
         out[name] = fn(
             osp.join(root, name),
-            num_train=defaults['num_train'] if num_train is None else num_train,
+            num_train=defaults['num_train']
+            if num_train is None else num_train,
             num_val=defaults['num_val'] if num_val is None else num_val,
             seed=seed)
     return out

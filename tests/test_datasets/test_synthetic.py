@@ -1,4 +1,4 @@
-"""Tests of the synthetic coco_shapes / ade_shapes generators and data-root checks."""
+"""Tests of the synthetic shapes datasets and the data-root checks."""
 import importlib.util
 import json
 import os
@@ -15,10 +15,10 @@ from pycocotools.cocoeval import COCOeval
 
 from mmssm.datasets import (ADE_SHAPES_CLASSES, ADE_SHAPES_METAINFO,
                             DATA_KINDS, SHAPES_CLASSES, SHAPES_METAINFO,
-                            check_data_root, generate_ade_shapes,
-                            generate_all, generate_coco_shapes,
-                            guess_data_kind, make_ade_sample,
-                            make_shapes_sample, mask_to_polygons)
+                            check_data_root, generate_ade_shapes, generate_all,
+                            generate_coco_shapes, guess_data_kind,
+                            make_ade_sample, make_shapes_sample,
+                            mask_to_polygons)
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 SEED = 0
@@ -69,10 +69,13 @@ def test_same_seed_gives_identical_bytes(data_root, tmp_path):
 
 
 def test_different_seed_differs(data_root, tmp_path):
-    generate_coco_shapes(str(tmp_path / 'coco'), num_train=N_TRAIN,
-                         num_val=N_VAL, seed=SEED + 1)
-    generate_ade_shapes(str(tmp_path / 'ade'), num_train=N_TRAIN,
-                        num_val=N_VAL, seed=SEED + 1)
+    generate_coco_shapes(
+        str(tmp_path / 'coco'),
+        num_train=N_TRAIN,
+        num_val=N_VAL,
+        seed=SEED + 1)
+    generate_ade_shapes(
+        str(tmp_path / 'ade'), num_train=N_TRAIN, num_val=N_VAL, seed=SEED + 1)
     ours = _read_tree(osp.join(data_root, 'coco_shapes'))
     theirs = _read_tree(str(tmp_path / 'coco'))
     assert ours.keys() == theirs.keys()
@@ -86,15 +89,14 @@ def test_different_seed_differs(data_root, tmp_path):
 def test_val_split_independent_of_num_train(data_root, tmp_path):
     generate_coco_shapes(str(tmp_path), num_train=2, num_val=N_VAL, seed=SEED)
     ours = osp.join(data_root, 'coco_shapes')
-    for rel in ['annotations/instances_val.json'] + [
-            f'val/{i:012d}.jpg' for i in range(1, N_VAL + 1)]:
+    for rel in ['annotations/instances_val.json'
+                ] + [f'val/{i:012d}.jpg' for i in range(1, N_VAL + 1)]:
         with open(osp.join(ours, rel), 'rb') as a, \
                 open(osp.join(str(tmp_path), rel), 'rb') as b:
             assert a.read() == b.read(), rel
     # Regenerating with fewer images removes the stale files.
-    assert sorted(os.listdir(tmp_path / 'train')) == [
-        '000000000001.jpg', '000000000002.jpg'
-    ]
+    assert sorted(os.listdir(
+        tmp_path / 'train')) == ['000000000001.jpg', '000000000002.jpg']
     generate_coco_shapes(str(tmp_path), num_train=1, num_val=1, seed=SEED)
     assert os.listdir(tmp_path / 'train') == ['000000000001.jpg']
 
@@ -118,8 +120,9 @@ def test_mask_to_polygons_rasterises_exactly():
     # The naive contour through pixel centres loses boundary pixels.
     contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL,
                                    cv2.CHAIN_APPROX_NONE)
-    naive = [c.reshape(-1).astype(float).tolist() for c in contours
-             if len(c) >= 3]
+    naive = [
+        c.reshape(-1).astype(float).tolist() for c in contours if len(c) >= 3
+    ]
     naive_area = mask_utils.area(
         mask_utils.merge(mask_utils.frPyObjects(naive, 40, 50)))
     assert naive_area < 0.9 * mask.sum()
@@ -130,8 +133,8 @@ def test_coco_json_is_valid(data_root):
     for split, num in (('train', N_TRAIN), ('val', N_VAL)):
         coco = COCO(osp.join(root, 'annotations', f'instances_{split}.json'))
         cats = coco.loadCats(coco.getCatIds())
-        assert [(c['id'], c['name']) for c in cats] == list(
-            enumerate(SHAPES_CLASSES, 1))
+        assert [(c['id'], c['name'])
+                for c in cats] == list(enumerate(SHAPES_CLASSES, 1))
         assert sorted(coco.getImgIds()) == list(range(1, num + 1))
         ann_ids = [a['id'] for a in coco.dataset['annotations']]
         assert ann_ids == list(range(1, len(ann_ids) + 1))
@@ -155,7 +158,7 @@ def test_coco_json_is_valid(data_root):
 
 
 def test_coco_annotations_match_visible_masks(data_root):
-    """Every annotation equals the visible mask of the shape it was made from."""
+    """Each annotation equals the visible mask of the shape it was made of."""
     root = osp.join(data_root, 'coco_shapes')
     occluded = 0
     for split, num in (('train', N_TRAIN), ('val', N_VAL)):
@@ -192,8 +195,12 @@ def test_cocoeval_ground_truth_against_itself_is_perfect(data_root):
     results = []
     for ann in gt.dataset['annotations']:
         results.append(
-            dict(image_id=ann['image_id'], category_id=ann['category_id'],
-                 bbox=ann['bbox'], segmentation=gt.annToRLE(ann), score=1.0))
+            dict(
+                image_id=ann['image_id'],
+                category_id=ann['category_id'],
+                bbox=ann['bbox'],
+                segmentation=gt.annToRLE(ann),
+                score=1.0))
     dt = gt.loadRes(results)
     for iou_type in ('bbox', 'segm'):
         ev = COCOeval(gt, dt, iou_type)
@@ -289,13 +296,19 @@ def test_ade_shapes_loads_in_mmseg(data_root):
         assert osp.basename(item['img_path'])[:-4] == osp.basename(
             item['seg_map_path'])[:-4]
     # The real ADE20K dataset class finds every image of the layout ...
-    ade = ADE20KDataset(data_root=root, data_prefix=prefix,
-                        reduce_zero_label=True, lazy_init=False)
+    ade = ADE20KDataset(
+        data_root=root,
+        data_prefix=prefix,
+        reduce_zero_label=True,
+        lazy_init=False)
     assert len(ade) == N_VAL
     # ... but refuses class names outside ADE20K's 150 (hence BaseSegDataset).
     with pytest.raises(ValueError, match='not a subset'):
-        ADE20KDataset(data_root=root, data_prefix=prefix,
-                      reduce_zero_label=True, metainfo=ADE_SHAPES_METAINFO)
+        ADE20KDataset(
+            data_root=root,
+            data_prefix=prefix,
+            reduce_zero_label=True,
+            metainfo=ADE_SHAPES_METAINFO)
 
 
 # --------------------------------------------------------------------------
@@ -318,8 +331,10 @@ def test_cli_writes_and_reports(tmp_path, capsys):
     cli = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(cli)
     root = str(tmp_path / 'syn')
-    cli.main(['--root', root, '--num-train', '2', '--num-val', '1', '--seed',
-              '3', '--only', 'coco_shapes'])
+    cli.main([
+        '--root', root, '--num-train', '2', '--num-val', '1', '--seed', '3',
+        '--only', 'coco_shapes'
+    ])
     out = capsys.readouterr().out
     assert 'train: 2 images' in out and 'val: 1 images' in out
     assert 'seed 3' in out and 'ade_shapes' not in out
@@ -343,18 +358,20 @@ def test_check_data_root_accepts_generated_data(data_root):
     coco = osp.join(data_root, 'coco_shapes')
     checked = check_data_root(coco, 'coco_shapes')
     assert osp.join(coco, 'annotations', 'instances_val.json') in checked
-    check_data_root(osp.join(data_root, 'ade_shapes'), 'ade_shapes',
-                    splits=('test', ))
+    check_data_root(
+        osp.join(data_root, 'ade_shapes'), 'ade_shapes', splits=('test', ))
 
 
 def test_check_data_root_missing_root_messages(tmp_path):
     missing = str(tmp_path / 'nowhere')
     expected = {
-        'coco': ['cocodataset.org', 'data/coco',
-                 'annotations/instances_train2017.json', 'train2017/',
-                 'generate_synthetic_data.py'],
-        'ade20k': ['ADEChallengeData2016', 'data/ade/',
-                   'generate_synthetic_data.py'],
+        'coco': [
+            'cocodataset.org', 'data/coco',
+            'annotations/instances_train2017.json', 'train2017/',
+            'generate_synthetic_data.py'
+        ],
+        'ade20k':
+        ['ADEChallengeData2016', 'data/ade/', 'generate_synthetic_data.py'],
         'coco_shapes': ['python tools/misc/generate_synthetic_data.py'],
         'ade_shapes': ['python tools/misc/generate_synthetic_data.py'],
     }
