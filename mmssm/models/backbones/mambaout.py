@@ -1,9 +1,9 @@
 """MambaOut backbone.
 
 Implements "MambaOut: Do We Really Need Mamba for Vision?" (Weihao Yu and
-Xinchao Wang, 2024, https://arxiv.org/abs/2405.07992): a four-stage hierarchy of
-Gated CNN blocks, i.e. Mamba blocks without the state-space model. The layers,
-their order and their defaults follow the official code
+Xinchao Wang, 2024, https://arxiv.org/abs/2405.07992): a four-stage hierarchy
+of Gated CNN blocks, i.e. Mamba blocks without the state-space model. The
+layers, their order and their defaults follow the official code
 (https://github.com/yuweihao/MambaOut) so that its released ImageNet
 checkpoints, and the timm port of them, load and give the same numbers:
 
@@ -184,10 +184,11 @@ class MambaOut(BaseModule):
 
     A PyTorch implementation of `MambaOut: Do We Really Need Mamba for
     Vision? <https://arxiv.org/abs/2405.07992>`_, matching the official code
-    (see the module docstring). Parameter counts without the classifier head:
-    femto 6.0 M, kobe 9.1 M, tiny 24.3 M, small 46.3 M, base 81.9 M (with the
-    MLP head of the paper, :class:`mmssm.models.heads.MambaOutHead`: 7.3, 10.4,
-    26.5, 48.5 and 84.8 M).
+    (see the module docstring). Parameters of the dense backbone (four output
+    norms): femto 5.82 M, kobe 7.65 M, tiny 22.91 M, small 44.85 M, base
+    79.37 M; with the paper's MLP classifier head
+    (:class:`mmssm.models.heads.mambaout_head.MambaOutHead`, 1000 classes):
+    7.31, 9.14, 26.55, 48.49 and 84.81 M (paper: 7.3, -, 26.5, 48.5, 84.8).
 
     Args:
         arch (str | dict): A preset of :attr:`arch_zoo` (``'femto'``,
@@ -219,7 +220,8 @@ class MambaOut(BaseModule):
         gap_before_final_norm (bool): Pool each output globally before its
             output norm and return ``(B, C)`` vectors instead of feature maps
             (the official classifier; use with ``out_indices=(3, )`` and
-            :class:`~mmssm.models.heads.MambaOutHead`). Defaults to False.
+            :class:`~mmssm.models.heads.mambaout_head.MambaOutHead`).
+            Defaults to False.
         init_cfg (dict | list[dict], optional): Initialization config. The
             default is the official truncated-normal init (std 0.02, zero
             bias) of every convolution and linear layer. A
@@ -392,7 +394,8 @@ def _convert_keys_on_load(module: MambaOut, state_dict: Dict, prefix: str,
             else:
                 state_dict[prefix + key] = value
         print_log(
-            f'MambaOut: converted a {layout}-layout checkpoint to mmssm keys',
+            f'MambaOut: converted {len(keys)} keys of the {layout} checkpoint '
+            'layout to mmssm keys',
             logger='current',
             level=logging.INFO)
     for key in [k for k in state_dict if k.startswith(prefix + 'head.')]:
@@ -411,7 +414,8 @@ def _convert_keys_on_load(module: MambaOut, state_dict: Dict, prefix: str,
 # ---------------------------------------------------------------------------
 # mmssm keys are those of the official code (mmpretrain's ConvNeXt layout)
 # except that the official final norm, applied to the pooled features, is the
-# output norm of the last stage (``norm{last}``, see ``gap_before_final_norm``).
+# output norm of the last stage (``norm{last}``; see
+# ``gap_before_final_norm``).
 _MMSSM_KEY = re.compile(
     r'^(downsample_layers\.0\.(conv1|norm1|conv2|norm2)'
     r'|downsample_layers\.[1-9]\d*\.(conv|norm)'
@@ -485,8 +489,9 @@ def convert_mambaout(state_dict: Dict[str, torch.Tensor],
     ``head.fc2.*`` / ``head.fc.*``            ``head.fc2.*``
     ========================================  ================================
 
-    ``head.*`` is the MLP classifier (:class:`~mmssm.models.heads.
-    MambaOutHead`); the backbone ignores it when loading. mmssm state dicts
+    ``head.*`` is the MLP classifier
+    (:class:`~mmssm.models.heads.mambaout_head.MambaOutHead`); the backbone
+    ignores it when loading. mmssm state dicts
     pass through unchanged.
 
     Args:

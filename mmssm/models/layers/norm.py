@@ -3,9 +3,9 @@
 Vision backbones in mmssm keep their feature maps either channels-last
 (``(B, H, W, C)``, as MambaOut and the Mamba mixers do, where
 :class:`torch.nn.LayerNorm` normalises the last dimension directly) or
-channels-first (``(B, C, H, W)``, what mmdet and mmseg necks expect). This module
-gives one LayerNorm for the channels-first case and one builder for both, so
-that no backbone has to permute around a LayerNorm by hand.
+channels-first (``(B, C, H, W)``, what mmdet and mmseg necks expect). This
+module gives one LayerNorm for the channels-first case and one builder for
+both, so that no backbone has to permute around a LayerNorm by hand.
 """
 from typing import Optional
 

@@ -5,6 +5,7 @@ functional forward pass from an official-layout state dict, a naive Gated CNN
 block, a parameter-count formula, and hand-written key maps from the mmssm
 layout to the official and timm layouts (the inverse of the converter).
 """
+import copy
 import itertools
 import math
 import re
@@ -61,7 +62,7 @@ def _naive_layer_norm(x, weight, bias, eps=1e-6):
 
 
 def _naive_depthwise_conv(x, weight, bias):
-    """Channels-last depthwise conv, zero padding k // 2, by explicit shifts."""
+    """Channels-last depthwise conv, zero padding k // 2, explicit shifts."""
     b, h, w, c = x.shape
     k = weight.shape[-1]
     pad = k // 2
@@ -103,9 +104,10 @@ def _reference_forward(sd, x, depths, pooled=False):
             t, sd[key + '.weight'], sd[key + '.bias'], stride=2,
             padding=1).permute(0, 2, 3, 1)
 
-    x = ln(conv_s2(x, 'downsample_layers.0.conv1'), 'downsample_layers.0.norm1')
+    stem = 'downsample_layers.0'
+    x = ln(conv_s2(x, f'{stem}.conv1'), f'{stem}.norm1')
     x = F.gelu(x).permute(0, 3, 1, 2)
-    x = ln(conv_s2(x, 'downsample_layers.0.conv2'), 'downsample_layers.0.norm2')
+    x = ln(conv_s2(x, f'{stem}.conv2'), f'{stem}.norm2')
     for s, depth in enumerate(depths):
         if s > 0:
             x = conv_s2(x.permute(0, 3, 1, 2), f'downsample_layers.{s}.conv')
@@ -258,7 +260,10 @@ def test_gated_cnn_block_matches_naive_computation():
 def test_forward_matches_functional_reference():
     model = _tiny().double().eval()
     x = _image(37, 50).double()
-    official = {_mmssm_to_official(k): v for k, v in model.state_dict().items()}
+    official = {
+        _mmssm_to_official(k): v
+        for k, v in model.state_dict().items()
+    }
     ref = _reference_forward(official, x, TINY['depths'])
     expected = F.layer_norm(ref, (32, ), official['norm.weight'],
                             official['norm.bias'], 1e-6).permute(0, 3, 1, 2)
@@ -556,6 +561,18 @@ def test_load_official_into_dense_backbone_under_prefix():
     wrapper.backbone = MambaOut(arch=TINY, out_indices=(0, 1))
     result = wrapper.load_state_dict(official, strict=False)
     assert result.unexpected_keys == ['neck.some.weight']
+
+
+def test_deepcopy_keeps_key_conversion():
+    """EMA hooks deep-copy the model: the copy converts on load too."""
+    _, _, state = _classifier(seed=3)
+    official = {_mmssm_to_official(k): v for k, v in state.items()}
+    model = MambaOut(arch=TINY, out_indices=(3, ), gap_before_final_norm=True)
+    clone = copy.deepcopy(model)
+    result = clone.load_state_dict(official, strict=True)
+    assert result.missing_keys == [] and result.unexpected_keys == []
+    torch.testing.assert_close(clone.norm3.weight, state['norm3.weight'])
+    assert not torch.equal(model.norm3.weight, state['norm3.weight'])
 
 
 def test_convert_mmssm_layout_is_identity():
