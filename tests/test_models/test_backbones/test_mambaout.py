@@ -647,6 +647,14 @@ def test_converter_tool(tmp_path, monkeypatch):
                         [CONVERTER, str(src), str(dst), '--ema'])
     with pytest.raises(KeyError, match='model_ema'):
         runpy.run_path(CONVERTER, run_name='__main__')
+    # --ema picks the EMA weights of an official training checkpoint
+    official = {_mmssm_to_official(k): v for k, v in state.items()}
+    ema = {k: v + 1 for k, v in official.items()}
+    torch.save(dict(model=official, model_ema=ema), src)
+    runpy.run_path(CONVERTER, run_name='__main__')
+    out = torch.load(dst, map_location='cpu')['state_dict']
+    torch.testing.assert_close(out['norm3.weight'], ema['norm.weight'])
+    torch.testing.assert_close(out['head.fc2.bias'], ema['head.fc2.bias'])
 
 
 # ---------------------------------------------------------------------------
@@ -677,3 +685,48 @@ def test_mambaout_head():
     torch.testing.assert_close(head((x, )), expected, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match='gap_before_final_norm=True'):
         head((torch.randn(1, 16, 2, 2), ))
+
+
+def test_mmpretrain_image_classifier_with_converted_checkpoint(tmp_path):
+    """The official classifier, rebuilt as an mmpretrain ImageClassifier,
+    loads a converted official file strictly and gives the official loss."""
+    from mmpretrain.registry import MODELS as PRETRAIN_MODELS
+    from mmpretrain.structures import DataSample
+
+    import mmssm.models.heads.mambaout_head  # noqa: F401
+    _, _, state = _classifier(seed=11)
+    official = {_mmssm_to_official(k): v for k, v in state.items()}
+    src, dst = tmp_path / 'official.pth', tmp_path / 'mmpretrain.pth'
+    torch.save(official, src)
+    with mock.patch.object(
+            sys, 'argv', [CONVERTER, str(src),
+                          str(dst), '--mmpretrain']):
+        runpy.run_path(CONVERTER, run_name='__main__')
+    model = PRETRAIN_MODELS.build(
+        dict(
+            type='ImageClassifier',
+            backbone=dict(
+                type='MambaOut',
+                arch=TINY,
+                out_indices=(3, ),
+                gap_before_final_norm=True),
+            head=dict(type='MambaOutHead', num_classes=5, in_channels=32)))
+    result = model.load_state_dict(
+        torch.load(dst, map_location='cpu')['state_dict'], strict=True)
+    assert result.missing_keys == [] and result.unexpected_keys == []
+    model.eval()
+    x = _image(40, 40, batch=3).double()
+    model.double()
+    labels = torch.tensor([0, 3, 4])
+    samples = [DataSample().set_gt_label(int(i)) for i in labels]
+    losses = model(x, samples, mode='loss')
+    ref = {k: v.double() for k, v in official.items()}
+    feats = _reference_forward(ref, x, TINY['depths'], pooled=True)
+    p = {k[5:]: v for k, v in ref.items() if k.startswith('head.')}
+    hidden = _naive_layer_norm(
+        _naive_gelu(feats @ p['fc1.weight'].T + p['fc1.bias']),
+        p['norm.weight'], p['norm.bias'])
+    logits = hidden @ p['fc2.weight'].T + p['fc2.bias']
+    torch.testing.assert_close(
+        losses['loss'], F.cross_entropy(logits, labels), rtol=1e-8,
+        atol=1e-8)
