@@ -38,9 +38,11 @@ class HardDistillationLoss(nn.Module):
     Args:
         alpha (float): Weight of the distillation term, in ``[0, 1]``.
             Defaults to 0.5.
-        label_smoothing (float): Label smoothing of the label term when
-            ``target`` holds class indices (soft targets from Mixup/CutMix are
-            used as they are). Defaults to 0.
+        label_smoothing (float): Label smoothing ``eps`` of the label term:
+            the target becomes ``(1 - eps) * target + eps / K``, for class
+            indices and for soft (Mixup/CutMix) targets alike, as timm's
+            Mixup with ``label_smoothing`` in the official recipe (0.1).
+            Defaults to 0.
         loss_weight (float): Global weight. Defaults to 1.0.
     """
 
@@ -95,7 +97,11 @@ class HardDistillationLoss(nn.Module):
                 cls_score, target.long(),
                 label_smoothing=self.label_smoothing)
         elif target.shape == cls_score.shape:
-            base = _soft_cross_entropy(cls_score, target.to(cls_score.dtype))
+            target = target.to(cls_score.dtype)
+            if self.label_smoothing > 0:
+                target = (target * (1 - self.label_smoothing) +
+                          self.label_smoothing / target.shape[1])
+            base = _soft_cross_entropy(cls_score, target)
         else:
             raise ValueError('target must be (B,) labels or (B, num_classes) '
                              f'scores, got {tuple(target.shape)}')
