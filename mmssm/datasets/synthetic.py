@@ -285,7 +285,7 @@ def make_shapes_sample(
         max_size: int = 320,
         min_instances: int = 1,
         max_instances: int = 4,
-        min_shape: int = 24,
+        min_shape: int = 32,
         max_shape: int = 120,
         min_area: int = 100,
         min_visible: float = 0.35,
