@@ -1,2 +1,3 @@
 from . import backbones, layers  # noqa: F401
 from . import losses  # noqa: F401
+from . import necks  # noqa: F401

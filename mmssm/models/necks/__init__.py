@@ -1,0 +1,1 @@
+from .plain_pyramid import PlainMultiLevelTaps, SimpleFeaturePyramid  # noqa: F401
