@@ -8,7 +8,9 @@ import os.path as osp
 
 import torch
 import torch.distributed as torch_dist
-from mmengine.config import Config, DictAction  # noqa: F401
+from mmengine.config import Config
+
+from mmssm.datasets import data_hint, guess_data_kind
 
 TASKS = ('mmdet', 'mmseg', 'mmpretrain')
 
@@ -43,24 +45,12 @@ def _dataset_cfgs(dataset):
         yield dataset
 
 
-def _data_hint(data_root: str) -> str:
-    """How to get the data that ``data_root`` points at."""
-    root = data_root.lower()
-    if 'shapes' in root or 'synthetic' in root:
-        return ('Generate the synthetic demo data with '
-                '`python tools/misc/generate_synthetic_data.py` '
-                '(writes data/synthetic/coco_shapes and '
-                'data/synthetic/ade_shapes).')
-    if 'ade' in root:
-        return ('Download ADEChallengeData2016.zip from the ADE20K site '
-                '(http://sceneparsing.csail.mit.edu/) and unzip it to '
-                'data/ade/ (data/ade/ADEChallengeData2016/{images,'
-                'annotations}/{training,validation}), or set data_root.')
-    if 'coco' in root:
-        return ('Download COCO 2017 (train2017/, val2017/ and '
-                'annotations/instances_{train,val}2017.json from '
-                'https://cocodataset.org) into data/coco/, or set data_root.')
-    return 'Set data_root (and ann_file) to where the dataset lives.'
+def _hint(root, dataset_type):
+    """How to get the dataset a config points at."""
+    kind = guess_data_kind(root, dataset_type)
+    if kind is None:
+        return ' Set data_root and ann_file to where the dataset lives.'
+    return '\n' + data_hint(kind)
 
 
 def check_data_roots(cfg: Config, splits=('train', 'val', 'test')) -> None:
@@ -94,8 +84,8 @@ def check_data_roots(cfg: Config, splits=('train', 'val', 'test')) -> None:
             if missing is not None:
                 raise FileNotFoundError(
                     f'{split} data not found: {missing!r} does not exist '
-                    f'(dataset {ds.get("type")}, data_root={root!r}).\n' +
-                    _data_hint(root))
+                    f'(dataset {ds.get("type")}, data_root={root!r}).' +
+                    _hint(root, ds.get('type')))
 
 
 def init_cpu_distributed(cfg: Config, launcher: str) -> None:

@@ -1,13 +1,17 @@
 # Synthetic ADE20K-layout semantic segmentation (mmssm demo): label 0 is
 # "other" and is ignored (reduce_zero_label=True), as in ADE20K.
 # Generate it with `python tools/misc/generate_synthetic_data.py`.
+# mmseg's ADE20KDataset only accepts ADE20K's own class names, so the generic
+# BaseSegDataset is used with the same file layout and label convention.
 _base_ = ['mmseg::_base_/datasets/ade20k.py']
+dataset_type = 'BaseSegDataset'
 
 data_root = 'data/synthetic/ade_shapes'
-metainfo = dict(
-    classes=('sky', 'ground', 'water', 'circle', 'rectangle', 'triangle'),
-    palette=[[70, 130, 180], [140, 110, 60], [0, 90, 200], [220, 20, 60],
-             [0, 170, 0], [250, 170, 30]])
+metainfo = dict(  # = mmssm.datasets.ADE_SHAPES_METAINFO (a test checks it)
+    classes=('sky', 'grass', 'water', 'sand', 'circle', 'rectangle',
+             'triangle'),
+    palette=[(135, 206, 235), (34, 139, 34), (0, 70, 160), (238, 214, 175),
+             (220, 20, 60), (255, 140, 0), (145, 30, 180)])
 crop_size = (256, 256)
 train_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -46,14 +50,22 @@ train_dataloader = dict(
     batch_size=4,
     num_workers=2,
     dataset=dict(
+        type=dataset_type,
         data_root=data_root,
         metainfo=metainfo,
+        img_suffix='.jpg',
+        seg_map_suffix='.png',
+        reduce_zero_label=True,
         pipeline=train_pipeline))
 val_dataloader = dict(
     batch_size=1,
     num_workers=2,
     dataset=dict(
+        type=dataset_type,
         data_root=data_root,
         metainfo=metainfo,
+        img_suffix='.jpg',
+        seg_map_suffix='.png',
+        reduce_zero_label=True,
         pipeline=test_pipeline))
 test_dataloader = val_dataloader

@@ -3,10 +3,10 @@
 _base_ = ['mmdet::_base_/datasets/coco_instance.py']
 
 data_root = 'data/synthetic/coco_shapes/'
-metainfo = dict(
-    classes=('circle', 'rectangle', 'triangle', 'ellipse', 'star'),
-    palette=[(220, 20, 60), (0, 130, 230), (0, 170, 0), (250, 170, 30),
-             (160, 32, 240)])
+metainfo = dict(  # = mmssm.datasets.SHAPES_METAINFO (a test checks it)
+    classes=('circle', 'rectangle', 'triangle', 'star', 'cross'),
+    palette=[(220, 20, 60), (0, 130, 200), (60, 180, 75), (255, 200, 0),
+             (145, 30, 180)])
 img_scale = (320, 320)
 
 train_pipeline = [

@@ -12,10 +12,13 @@ model = dict(
         feat_channels=128,
         anchor_generator=dict(scales=[4], strides=[4, 8, 16, 32, 64])),
     roi_head=dict(
-        bbox_roi_extractor=dict(out_channels=128),
+        # a fixed 2x2 sampling grid bounds CPU RoIAlign cost on large RoIs
+        bbox_roi_extractor=dict(
+            out_channels=128, roi_layer=dict(sampling_ratio=2)),
         bbox_head=dict(
             in_channels=128, fc_out_channels=256, num_classes=num_classes),
-        mask_roi_extractor=dict(out_channels=128),
+        mask_roi_extractor=dict(
+            out_channels=128, roi_layer=dict(sampling_ratio=2)),
         mask_head=dict(
             num_convs=2,
             in_channels=128,

@@ -3,7 +3,7 @@
 _base_ = ['mmseg::_base_/models/upernet_swin.py']
 
 norm_cfg = dict(type='BN', requires_grad=True)
-num_classes = 6
+num_classes = 7
 model = dict(
     pretrained=None,
     decode_head=dict(
