@@ -1,0 +1,1 @@
+from .layer_decay import SSMLayerDecayOptimWrapperConstructor  # noqa: F401
