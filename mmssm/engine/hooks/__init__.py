@@ -1,0 +1,1 @@
+from .slws import SLWSHook  # noqa: F401
