@@ -7,18 +7,19 @@ metainfo = dict(  # = mmssm.datasets.SHAPES_METAINFO (a test checks it)
     classes=('circle', 'rectangle', 'triangle', 'star', 'cross'),
     palette=[(220, 20, 60), (0, 130, 200), (60, 180, 75), (255, 200, 0),
              (145, 30, 180)])
+# Fixed-size resize: every batch has one shape and no padding.
 img_scale = (320, 320)
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(type='Resize', scale=img_scale, keep_ratio=True),
+    dict(type='Resize', scale=img_scale, keep_ratio=False),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackDetInputs')
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=img_scale, keep_ratio=True),
+    dict(type='Resize', scale=img_scale, keep_ratio=False),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(
         type='PackDetInputs',

@@ -13,8 +13,11 @@ optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.999),
                    weight_decay=0.05),
-    paramwise_cfg=dict(norm_decay_mult=0., bias_decay_mult=0.),
-    clip_grad=dict(max_norm=10.0))
+    # No global gradient clipping: in constant (padded) regions the
+    # LayerNorms of LN-based backbones see ~zero variance and give the biases
+    # before them huge gradients; a global clip would then scale every other
+    # gradient to ~0, while AdamW's per-parameter normalisation bounds them.
+    paramwise_cfg=dict(norm_decay_mult=0., bias_decay_mult=0.))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0,
          end=warmup_iters),
