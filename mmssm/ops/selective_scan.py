@@ -297,15 +297,17 @@ def _scan_ref(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
     """Body of :func:`selective_scan_ref` once the inputs are checked."""
     dtype_in = u.dtype
     batch, dim, length = u.shape
-    u_f = u.float()
-    delta = delta.float()
+    # float32 accumulation; float64 inputs are computed in float64.
+    cdt = torch.float64 if dtype_in == torch.float64 else torch.float32
+    u_f = u.to(cdt)
+    delta = delta.to(cdt)
     if delta_bias is not None:
-        delta = delta + delta_bias[..., None].float()
+        delta = delta + delta_bias[..., None].to(cdt)
     if delta_softplus:
         delta = F.softplus(delta)
-    A = A.float()
+    A = A.to(cdt)
     # One (B, D, N, L) copy of B and C per channel: readable, not frugal.
-    Bd, Cd = (x.float() if x.dim() == 4 else x.float()[:, None]
+    Bd, Cd = (x.to(cdt) if x.dim() == 4 else x.to(cdt)[:, None]
               for x in (B, C))
     Bd = Bd.repeat_interleave(dim // Bd.shape[1], dim=1)
     Cd = Cd.repeat_interleave(dim // Cd.shape[1], dim=1)
@@ -322,17 +324,20 @@ def _scan_ref(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
     delta_b_u = (delta * u_v)[:, :, None, :] * Bd
     h = u_f.new_zeros(batch, dim, A.shape[1])
     ys = []
-    for t in range(length):
-        h = delta_a[..., t] * h + delta_b_u[..., t]
-        ys.append((h * Cd[..., t]).sum(-1))
+    # unbind, not indexing: the backward of L index ops would build L
+    # (B, D, N, L) zero tensors, the backward of unbind stacks once.
+    for a_t, bu_t, c_t in zip(delta_a.unbind(-1), delta_b_u.unbind(-1),
+                              Cd.unbind(-1)):
+        h = a_t * h + bu_t
+        ys.append((h * c_t).sum(-1))
     y = torch.stack(ys, dim=-1)
     if perm is not None:
         # Back to the original token order: y[..., index[i]] = y_v[..., i].
         y = torch.zeros_like(y).scatter(-1, index, y)
     if D is not None:
-        y = y + u_f * D[:, None].float()
+        y = y + u_f * D[:, None].to(cdt)
     if z is not None:
-        y = y * F.silu(z.float())
+        y = y * F.silu(z.to(cdt))
     y = y.to(dtype_in)
     return (y, h) if return_last_state else y
 

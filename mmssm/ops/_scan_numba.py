@@ -1,0 +1,243 @@
+"""Numba kernels of the CPU selective scan (forward and backward).
+
+Layout: ``u``, ``dt``, ``y`` and their gradients are ``(Bt, D, L)``, ``B`` and
+``C`` ``(Bt, G, N, L)``, as the op takes them (no copies); only ``A`` is
+transposed to ``(N, D)`` and the small states are ``(Bt, N, D)``. The work is
+split into (batch, channel block) items run in parallel; each item keeps its
+``(N, BLOCK)`` state in local arrays, vectorised over the block of channels,
+and walks the tokens in the order ``idx[k]`` (the tokens are read and written
+through the index, never gathered into copies).
+
+Memory: the forward saves the state every ``every`` visited tokens; the
+backward recomputes the states of one segment of ``every`` tokens at a time
+from its checkpoint and walks it backwards, the scheme of the mamba_ssm CUDA
+kernel. ``exp`` is a float32 Cody-Waite + degree-6 polynomial (relative error
+about 2e-7) that the compiler vectorises; float64 inputs use ``math.exp``.
+"""
+import math
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic, overload
+
+#: Channels per work item (the inner, vectorised loop).
+BLOCK = 16
+
+
+@intrinsic
+def _int32_bits_as_float32(typingctx, value):
+    """Reinterpret the low 32 bits of an integer as a float32 (a bitcast)."""
+    if not isinstance(value, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        bits = args[0]
+        if value.bitwidth > 32:
+            bits = builder.trunc(bits, ir.IntType(32))
+        return builder.bitcast(bits, ir.FloatType())
+
+    return types.float32(value), codegen
+
+
+def fast_exp(x):
+    """``exp``: vectorisable polynomial for float32, ``math.exp`` otherwise."""
+    return math.exp(x)
+
+
+@overload(fast_exp, inline='always')
+def _fast_exp_overload(x):
+    if isinstance(x, types.Float) and x.bitwidth == 32:
+        log2e = np.float32(1.4426950408889634)
+        ln2_hi = np.float32(0.693359375)
+        ln2_lo = np.float32(-2.12194440e-4)
+        lo = np.float32(-87.33)
+        hi = np.float32(88.37)
+        half = np.float32(0.5)
+        c2 = np.float32(1 / 2)
+        c3 = np.float32(1 / 6)
+        c4 = np.float32(1 / 24)
+        c5 = np.float32(1 / 120)
+        c6 = np.float32(1 / 720)
+        one = np.float32(1.0)
+
+        def impl(x):
+            x = min(max(x, lo), hi)
+            k = math.floor(x * log2e + half)
+            r = x - k * ln2_hi - k * ln2_lo
+            p = one + r * (one + r * (c2 + r * (c3 + r * (c4 + r *
+                                                          (c5 + r * c6)))))
+            scale = _int32_bits_as_float32((np.int32(k) + 127) << 23)
+            return p * scale
+
+        return impl
+
+    def impl64(x):
+        return math.exp(x)
+
+    return impl64
+
+
+_JIT = dict(parallel=True, fastmath=True, cache=True, nogil=True)
+
+
+@njit(**_JIT)
+def scan_fwd(u, dt, at, bm, cm, idx, blk_start, blk_len, blk_group, blk_order,
+             every, y, ckpt, last):
+    """Forward scan; writes ``y``, the checkpoints and the last state.
+
+    Args:
+        u, dt: ``(Bt, D, L)``. at: ``(N, D)``. bm, cm: ``(Bt, G, N, L)``.
+        idx: ``(K, L)`` int64 visiting orders. blk_*: ``(nb,)`` int64 channel
+            start, length (<= BLOCK), group and order of each channel block.
+        every: checkpoint interval. y: ``(Bt, D, L)`` output.
+        ckpt: ``(Bt, ceil(L / every), N, D)`` state before each segment.
+        last: ``(Bt, N, D)`` state after the last visited token.
+    """
+    nbatch, _, length = u.shape
+    nstate = at.shape[0]
+    nblk = blk_start.shape[0]
+    for w in prange(nbatch * nblk):
+        b = w // nblk
+        blk = w - b * nblk
+        d0 = blk_start[blk]
+        dl = blk_len[blk]
+        g = blk_group[blk]
+        k = blk_order[blk]
+        # Local, zero-padded copies: the inner loops run over the whole
+        # block (a constant trip count the compiler vectorises); padded lanes
+        # have dt = u = 0 and stay 0.
+        h = np.zeros((nstate, BLOCK), dtype=u.dtype)
+        atl = np.zeros((nstate, BLOCK), dtype=u.dtype)
+        for n in range(nstate):
+            for j in range(dl):
+                atl[n, j] = at[n, d0 + j]
+        dtv = np.zeros(BLOCK, dtype=u.dtype)
+        duv = np.zeros(BLOCK, dtype=u.dtype)
+        yv = np.empty(BLOCK, dtype=u.dtype)
+        for t in range(length):
+            if t % every == 0:
+                c = t // every
+                for n in range(nstate):
+                    for j in range(dl):
+                        ckpt[b, c, n, d0 + j] = h[n, j]
+            p = idx[k, t]
+            for j in range(dl):
+                dtv[j] = dt[b, d0 + j, p]
+                duv[j] = dtv[j] * u[b, d0 + j, p]
+            for j in range(BLOCK):
+                yv[j] = 0
+            for n in range(nstate):
+                bn = bm[b, g, n, p]
+                cn = cm[b, g, n, p]
+                for j in range(BLOCK):
+                    hv = fast_exp(dtv[j] * atl[n, j]) * h[n, j] + duv[j] * bn
+                    h[n, j] = hv
+                    yv[j] += cn * hv
+            for j in range(dl):
+                y[b, d0 + j, p] = yv[j]
+        for n in range(nstate):
+            for j in range(dl):
+                last[b, n, d0 + j] = h[n, j]
+
+
+@njit(**_JIT)
+def scan_bwd(u, dt, at, bm, cm, idx, blk_start, blk_len, blk_group, blk_order,
+             every, ckpt, gy, glast, du, ddt, dat, dbp, dcp):
+    """Backward scan: recompute each segment from its checkpoint, walk back.
+
+    Args:
+        u, dt, at, bm, cm, idx, blk_*, every, ckpt: as in :func:`scan_fwd`.
+        gy: ``(Bt, D, L)`` gradient of ``y``. glast: ``(Bt, N, D)`` gradient of
+            the last state (zeros when unused).
+        du, ddt: ``(Bt, D, L)`` outputs. dat: ``(Bt, N, D)`` output (summed
+            over the batch by the caller). dbp, dcp: ``(Bt, nb, N, L)``
+            per-block partial gradients of B and C (summed over the blocks of
+            each group by the caller).
+    """
+    nbatch, _, length = u.shape
+    nstate = at.shape[0]
+    nblk = blk_start.shape[0]
+    nseg = ckpt.shape[1]
+    for w in prange(nbatch * nblk):
+        b = w // nblk
+        blk = w - b * nblk
+        d0 = blk_start[blk]
+        dl = blk_len[blk]
+        g = blk_group[blk]
+        k = blk_order[blk]
+        # Zero-padded local copies, as in scan_fwd (padded lanes stay 0).
+        hs = np.zeros((every + 1, nstate, BLOCK), dtype=u.dtype)
+        av = np.zeros((every, nstate, BLOCK), dtype=u.dtype)
+        gh = np.zeros((nstate, BLOCK), dtype=u.dtype)
+        da = np.zeros((nstate, BLOCK), dtype=u.dtype)
+        atl = np.zeros((nstate, BLOCK), dtype=u.dtype)
+        for n in range(nstate):
+            for j in range(dl):
+                atl[n, j] = at[n, d0 + j]
+                gh[n, j] = glast[b, n, d0 + j]
+        dtv = np.zeros(BLOCK, dtype=u.dtype)
+        uv = np.zeros(BLOCK, dtype=u.dtype)
+        gyv = np.zeros(BLOCK, dtype=u.dtype)
+        duv = np.zeros(BLOCK, dtype=u.dtype)
+        ddv = np.zeros(BLOCK, dtype=u.dtype)
+        gbv = np.zeros((nstate, BLOCK), dtype=u.dtype)
+        gcv = np.zeros((nstate, BLOCK), dtype=u.dtype)
+        zero = np.zeros(1, dtype=u.dtype)[0]
+        for c in range(nseg - 1, -1, -1):
+            t0 = c * every
+            t1 = min(length, t0 + every)
+            for n in range(nstate):
+                for j in range(dl):
+                    hs[0, n, j] = ckpt[b, c, n, d0 + j]
+            # Recompute the states of the segment.
+            for i in range(t1 - t0):
+                p = idx[k, t0 + i]
+                for j in range(dl):
+                    dtv[j] = dt[b, d0 + j, p]
+                    duv[j] = dtv[j] * u[b, d0 + j, p]
+                for n in range(nstate):
+                    bn = bm[b, g, n, p]
+                    for j in range(BLOCK):
+                        a = fast_exp(dtv[j] * atl[n, j])
+                        av[i, n, j] = a
+                        hs[i + 1, n, j] = a * hs[i, n, j] + duv[j] * bn
+            # Walk the segment backwards; gh holds a_{t+1} * dL/dh_{t+1}.
+            for i in range(t1 - t0 - 1, -1, -1):
+                p = idx[k, t0 + i]
+                for j in range(dl):
+                    dtv[j] = dt[b, d0 + j, p]
+                    uv[j] = u[b, d0 + j, p]
+                    gyv[j] = gy[b, d0 + j, p]
+                for j in range(BLOCK):
+                    duv[j] = 0
+                    ddv[j] = 0
+                for n in range(nstate):
+                    bn = bm[b, g, n, p]
+                    cn = cm[b, g, n, p]
+                    for j in range(BLOCK):
+                        ght = gh[n, j] + gyv[j] * cn
+                        a = av[i, n, j]
+                        ahp = ght * a * hs[i, n, j]
+                        gdt = ght * dtv[j]
+                        gbv[n, j] = gdt * uv[j]
+                        gcv[n, j] = gyv[j] * hs[i + 1, n, j]
+                        duv[j] += gdt * bn
+                        ddv[j] += ahp * atl[n, j] + ght * bn * uv[j]
+                        da[n, j] += ahp * dtv[j]
+                        gh[n, j] = ght * a
+                # dB, dC of this token: sums over the channels of the block.
+                for n in range(nstate):
+                    sum_b = zero
+                    sum_c = zero
+                    for j in range(BLOCK):
+                        sum_b += gbv[n, j]
+                        sum_c += gcv[n, j]
+                    dbp[b, blk, n, p] = sum_b
+                    dcp[b, blk, n, p] = sum_c
+                for j in range(dl):
+                    du[b, d0 + j, p] = duv[j]
+                    ddt[b, d0 + j, p] = ddv[j]
+        for n in range(nstate):
+            for j in range(dl):
+                dat[b, n, d0 + j] = da[n, j]
