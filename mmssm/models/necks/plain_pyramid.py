@@ -21,10 +21,17 @@ import torch.nn.functional as F
 from mmcv.cnn import build_norm_layer
 from mmengine.model import BaseModule
 
-from mmssm.registry import register_model
+from mmssm.registry import MODELS, register_model
 from ..layers.norm import LayerNorm2d
 
 __all__ = ['SimpleFeaturePyramid', 'PlainMultiLevelTaps', 'build_norm_2d']
+
+# ``norm_cfg=dict(type='LN2d')`` for mmcv's ``build_norm_layer`` anywhere
+# (the ViTDet-style box/mask heads of mmdet configs): mmdet and mmseg do not
+# register a channels-first LayerNorm (mmpretrain's own 'LN2d' stays in its
+# scope and wins there).
+if 'LN2d' not in MODELS.module_dict:
+    register_model(name='LN2d')(LayerNorm2d)
 
 
 def build_norm_2d(norm_cfg: dict, num_channels: int) -> nn.Module:
