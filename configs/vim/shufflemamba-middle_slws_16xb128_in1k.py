@@ -4,9 +4,9 @@
 # cosine decay, drop path 0.5, RandAugment / Random Erasing / Mixup / CutMix,
 # bf16 autocast, EMA 0.9999. SLWSHook with P_L = 0.5: layer l shuffles its
 # tokens with probability linspace(0, 0.5, 32)[l] in training.
+# The class token sits at the head of the sequence (ShuffleMamba follows
+# VideoMamba there), not in the middle as in Vim.
 # Measured: 74.2 M parameters (B 97.6 M, L 340.0 M).
-# Difference: ShuffleMamba puts the class token at the head of the sequence;
-# mmssm's Vim keeps it in the middle (the Vim layout).
 _base_ = [
     'mmpretrain::_base_/datasets/imagenet_bs64_swin_224.py',
     'mmpretrain::_base_/schedules/imagenet_bs1024_adamw_swin.py',
@@ -17,7 +17,11 @@ custom_imports = dict(imports=['mmssm'], allow_failed_imports=False)
 model = dict(
     type='ImageClassifier',
     backbone=dict(
-        type='Vim', arch='middle', out_type='cls_token', drop_path_rate=0.5),
+        type='Vim',
+        arch='middle',
+        cls_position='head',
+        out_type='cls_token',
+        drop_path_rate=0.5),
     neck=None,
     head=dict(
         type='LinearClsHead',

@@ -36,7 +36,7 @@ from ..layers.norm import RMSNorm
 
 __all__ = [
     'Vim', 'VimLayer', 'VimPatchEmbed', 'resize_vim_pos_embed', 'convert_vim',
-    'unwrap_vim_checkpoint'
+    'unwrap_vim_checkpoint', 'cls_token_index'
 ]
 
 
@@ -44,14 +44,17 @@ def resize_vim_pos_embed(pos_embed: torch.Tensor,
                          src_shape: Tuple[int, int],
                          dst_shape: Tuple[int, int],
                          with_cls_token: bool = True,
-                         mode: str = 'bicubic') -> torch.Tensor:
+                         mode: str = 'bicubic',
+                         cls_position: str = 'middle') -> torch.Tensor:
     """Resize a Vim position embedding whose class-token row is in the middle.
 
     A Vim ``pos_embed`` of a ``h x w`` patch grid has ``M = h * w`` patch rows
     in row-major order, and, with a class token, one more row inserted at
-    index ``M // 2`` (the class token sits in the middle of the sequence). The
+    index ``M // 2`` (the class token sits in the middle of the sequence; at
+    index 0 with ``cls_position='head'``). The
     patch rows are resized as an image (in float32, ``align_corners=False``);
-    the class row is kept and re-inserted at ``M' // 2`` of the new grid.
+    the class row is kept and re-inserted at ``M' // 2`` (or 0) of the new
+    grid.
 
     Args:
         pos_embed (torch.Tensor): ``(1, M + int(with_cls_token), C)``.
@@ -60,6 +63,9 @@ def resize_vim_pos_embed(pos_embed: torch.Tensor,
         with_cls_token (bool): Whether ``pos_embed`` has the middle class row.
             Defaults to True.
         mode (str): Interpolation mode. Defaults to ``'bicubic'``.
+        cls_position (str): ``'middle'`` (class row at ``M // 2``, Vim) or
+            ``'head'`` (row 0, ShuffleMamba / VideoMamba). Defaults to
+            ``'middle'``.
 
     Returns:
         torch.Tensor: ``(1, h' * w' + int(with_cls_token), C)``, in the dtype
@@ -75,7 +81,7 @@ def resize_vim_pos_embed(pos_embed: torch.Tensor,
     if tuple(src_shape) == tuple(dst_shape):
         return pos_embed
     if with_cls_token:
-        mid = num_src // 2
+        mid = cls_token_index(num_src, cls_position)
         cls_row = pos_embed[:, mid:mid + 1]
         patches = torch.cat([pos_embed[:, :mid], pos_embed[:, mid + 1:]], 1)
     else:
@@ -90,8 +96,19 @@ def resize_vim_pos_embed(pos_embed: torch.Tensor,
     patches = grid.flatten(2).transpose(1, 2).to(pos_embed.dtype)
     if not with_cls_token:
         return patches
-    mid = patches.shape[1] // 2
+    mid = cls_token_index(patches.shape[1], cls_position)
     return torch.cat([patches[:, :mid], cls_row, patches[:, mid:]], dim=1)
+
+
+def cls_token_index(num_patches: int, cls_position: str = 'middle') -> int:
+    """Index of the class token in a sequence of ``num_patches`` patches:
+    ``num_patches // 2`` for ``'middle'`` (Vim), 0 for ``'head'``."""
+    if cls_position == 'middle':
+        return num_patches // 2
+    if cls_position == 'head':
+        return 0
+    raise ValueError(
+        f"cls_position must be 'middle' or 'head', got {cls_position!r}")
 
 
 def _square_grid(num_patches: int, what: str) -> Tuple[int, int]:
@@ -323,8 +340,10 @@ class Vim(BaseModule):
             only, as in the official segmentation code). The last layer with
             ``final_norm`` always gives ``norm_f(residual + hidden)``.
             Defaults to ``'stream'``.
-        with_cls_token (bool): Insert the middle class token. Defaults to
-            True.
+        with_cls_token (bool): Insert the class token. Defaults to True.
+        cls_position (str): Where the class token (and its ``pos_embed`` row)
+            sits: ``'middle'`` (index ``M // 2`` of ``M`` patches, Vim) or
+            ``'head'`` (index 0, ShuffleMamba). Defaults to ``'middle'``.
         final_norm (bool): Apply ``norm_f`` to the last layer's output.
             Defaults to True.
         drop_rate (float): Dropout after the position embedding.
@@ -372,6 +391,7 @@ class Vim(BaseModule):
                  out_type: str = 'featmap',
                  layer_output: str = 'stream',
                  with_cls_token: bool = True,
+                 cls_position: str = 'middle',
                  final_norm: bool = True,
                  drop_rate: float = 0.,
                  drop_path_rate: float = 0.,
@@ -403,6 +423,8 @@ class Vim(BaseModule):
         self.layer_output = layer_output
         self.out_indices = parse_out_indices(out_indices, self.num_layers)
         self.with_cls_token = with_cls_token
+        cls_token_index(1, cls_position)  # validates
+        self.cls_position = cls_position
         self.final_norm = final_norm
         self.interpolate_mode = interpolate_mode
         self.frozen_stages = frozen_stages
@@ -543,9 +565,12 @@ class Vim(BaseModule):
             return
         src = _square_grid(num_patches, f'Vim {name}')
         new = resize_vim_pos_embed(ckpt_pos, src, self.patch_resolution,
-                                   ckpt_has_cls, self.interpolate_mode)
+                                   ckpt_has_cls, self.interpolate_mode,
+                                   self.cls_position)
         if ckpt_has_cls and not self.with_cls_token:
-            mid = self.patch_resolution[0] * self.patch_resolution[1] // 2
+            mid = cls_token_index(
+                self.patch_resolution[0] * self.patch_resolution[1],
+                self.cls_position)
             new = torch.cat([new[:, :mid], new[:, mid + 1:]], dim=1)
         MMLogger.get_current_instance().info(
             f'Vim: resized {name} from grid {src} '
@@ -562,20 +587,22 @@ class Vim(BaseModule):
 
         Returns:
             tuple: Tokens ``(B, L, C)``, the patch grid ``(h, w)`` and the
-            index of the class token (``h * w // 2``; ``None`` without it).
+            index of the class token (``h * w // 2``, or 0 with
+            ``cls_position='head'``; ``None`` without it).
         """
         check_image_input(x, self.patch_embed.proj.in_channels, 'Vim')
         tokens, grid = self.patch_embed(x)
         cls_index = None
         if self.with_cls_token:
-            cls_index = tokens.shape[1] // 2
+            cls_index = cls_token_index(tokens.shape[1], self.cls_position)
             cls_token = self.cls_token.expand(tokens.shape[0], -1, -1)
             tokens = torch.cat(
                 [tokens[:, :cls_index], cls_token, tokens[:, cls_index:]], 1)
         pos_embed = resize_vim_pos_embed(self.pos_embed,
                                          self.patch_resolution, grid,
                                          self.with_cls_token,
-                                         self.interpolate_mode)
+                                         self.interpolate_mode,
+                                         self.cls_position)
         return self.drop_after_pos(tokens + pos_embed), grid, cls_index
 
     def _run_layer(self, layer: nn.Module, hidden, residual):

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 
 import mmssm  # noqa: F401  (registers the safe globals for torch.load)
-from mmssm.models.backbones.vim import (Vim, VimPatchEmbed, convert_vim,
-                                        resize_vim_pos_embed)
+from mmssm.models.backbones.vim import (Vim, VimPatchEmbed, cls_token_index,
+                                        convert_vim, resize_vim_pos_embed)
 from mmssm.ops import selective_scan_ref
 
 TINY = dict(embed_dims=16, num_layers=3, d_state=4)
@@ -264,6 +264,31 @@ def test_class_token_placement():
     avg.load_state_dict(model.state_dict())
     with torch.no_grad():
         torch.testing.assert_close(avg.eval()(img)[0], f.mean((2, 3)))
+
+
+def test_head_class_token_position():
+    """ShuffleMamba layout: class token and pos_embed row at index 0."""
+    torch.manual_seed(0)
+    model = tiny_vim(img_size=48, cls_position='head', out_type='raw').eval()
+    img = torch.randn(1, 3, 48, 48)
+    tokens, _, cls_index = model.prepare_tokens(img)
+    assert cls_index == 0
+    torch.testing.assert_close(tokens[0, 0],
+                               model.cls_token[0, 0] + model.pos_embed[0, 0])
+    fmap = tiny_vim(img_size=48, cls_position='head')
+    fmap.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        raw = model(img)[0]
+        torch.testing.assert_close(
+            fmap.eval()(img)[0], raw[:, 1:].transpose(1, 2).reshape(
+                1, 16, 3, 3))
+    pos = torch.randn(1, 5, 4)
+    new = resize_vim_pos_embed(pos, (2, 2), (3, 3), cls_position='head')
+    torch.testing.assert_close(new[:, 0], pos[:, 0])
+    assert cls_token_index(9, 'middle') == 4 and cls_token_index(9,
+                                                                 'head') == 0
+    with pytest.raises(ValueError, match='cls_position'):
+        tiny_vim(cls_position='tail')
 
 
 def test_pos_embed_resize():
