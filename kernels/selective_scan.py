@@ -1,6 +1,257 @@
-"""Triton selective scan (placeholder: falls back to the reference)."""
-from mmssm.ops.selective_scan import _scan_ref
+"""Triton forward and backward kernels of the selective scan (Mamba S6).
+
+Design after the mamba_ssm CUDA kernel (Gu & Dao, "Mamba: Linear-Time Sequence
+Modeling with Selective State Spaces", 2023): one program per (batch, block of
+``BLOCK_D`` channels) keeps the ``(BLOCK_D, N)`` state in registers and walks
+the sequence in tiles of ``BLOCK_L`` visited positions; inside a tile the linear
+recurrence ``h_t = a_t * h_{t-1} + b_t`` is a ``tl.associative_scan`` and the
+carry goes from tile to tile. Only the state at every tile boundary is saved
+(``(B, L / BLOCK_L, D, N)``); the backward recomputes the states of one tile
+from its boundary state and runs the reverse scan of ``dL/dh`` with the carry
+going backwards, so memory is ``O(B * D * L)``, never ``O(B * D * L * N)``.
+
+Scan orders are index loads: position ``t`` of channel ``d`` reads and writes
+token ``perm[d // (D // K), t]``; nothing is permuted in memory. ``delta_bias``,
+softplus, ``D`` and the ``z`` gate are elementwise and done by
+:func:`mmssm.ops.selective_scan.run_scan_function` around these kernels.
+
+Not done here: the split-L mode (several programs per long sequence with a
+second pass combining carries), for the small-batch long-sequence regime.
+
+These kernels are tested on the CPU with ``TRITON_INTERPRET=1``; they have not
+been run on a GPU by their author (no GPU was available).
+"""
+import torch
+import triton
+import triton.language as tl
+
+__all__ = ['selective_scan_triton', 'SelectiveScanTritonFunction']
 
 
-def selective_scan_triton(*args):
-    return _scan_ref(*args)
+@triton.jit
+def _linear_combine(a_left, b_left, a_right, b_right):
+    """Compose ``h -> a_left * h + b_left`` then ``h -> a_right * h + b_right``.
+    """
+    return a_left * a_right, a_right * b_left + b_right
+
+
+@triton.jit
+def _tile_inputs(u_ptr, dt_ptr, b_ptr, c_ptr, perm_ptr, pos, offs_d, offs_n,
+                 mask_d, mask_n, order_id, group_id, bid, D, L,
+                 G: tl.constexpr, N: tl.constexpr):
+    """Load one tile: tokens, u, dt ``(BD, BL)``, B and C ``(BD, BL, NP)``."""
+    mask_dl = mask_d[:, None] & (pos[None, :] < L)
+    tok = tl.load(perm_ptr + order_id[:, None] * L + pos[None, :],
+                  mask=mask_dl, other=0)
+    row = (bid * D + offs_d[:, None]) * L
+    u = tl.load(u_ptr + row + tok, mask=mask_dl, other=0.).to(tl.float32)
+    dt = tl.load(dt_ptr + row + tok, mask=mask_dl, other=0.).to(tl.float32)
+    mask3 = mask_dl[:, :, None] & mask_n[None, None, :]
+    bc = (((bid * G + group_id[:, None, None]) * N + offs_n[None, None, :]) *
+          L + tok[:, :, None])
+    bv = tl.load(b_ptr + bc, mask=mask3, other=0.).to(tl.float32)
+    cv = tl.load(c_ptr + bc, mask=mask3, other=0.).to(tl.float32)
+    return tok, mask_dl, u, dt, bv, cv
+
+
+@triton.jit
+def _scan_fwd_kernel(u_ptr, dt_ptr, a_ptr, b_ptr, c_ptr, perm_ptr, y_ptr,
+                     ckpt_ptr, last_ptr, D, L, NT, CH_PER_ORDER, CH_PER_GROUP,
+                     G: tl.constexpr, N: tl.constexpr, NP: tl.constexpr,
+                     BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr):
+    bid = tl.program_id(0)
+    offs_d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
+    offs_n = tl.arange(0, NP)
+    offs_l = tl.arange(0, BLOCK_L)
+    mask_d = offs_d < D
+    mask_n = offs_n < N
+    mask_dn = mask_d[:, None] & mask_n[None, :]
+    order_id = offs_d // CH_PER_ORDER
+    group_id = offs_d // CH_PER_GROUP
+    a_mat = tl.load(a_ptr + offs_d[:, None] * N + offs_n[None, :],
+                    mask=mask_dn, other=0.).to(tl.float32)
+    h = tl.zeros((BLOCK_D, NP), dtype=tl.float32)
+    for c in range(NT):
+        tl.store(ckpt_ptr + ((bid * NT + c) * D + offs_d[:, None]) * N +
+                 offs_n[None, :], h, mask=mask_dn)
+        pos = c * BLOCK_L + offs_l
+        tok, mask_dl, u, dt, bv, cv = _tile_inputs(
+            u_ptr, dt_ptr, b_ptr, c_ptr, perm_ptr, pos, offs_d, offs_n, mask_d,
+            mask_n, order_id, group_id, bid, D, L, G, N)
+        # Masked positions have dt = 0: a = 1, b = 0, the state passes.
+        a = tl.exp(dt[:, :, None] * a_mat[:, None, :])
+        bx = (dt * u)[:, :, None] * bv
+        a_cum, h_loc = tl.associative_scan((a, bx), 1, _linear_combine)
+        h_all = a_cum * h[:, None, :] + h_loc
+        y = tl.sum(h_all * cv, axis=2)
+        tl.store(y_ptr + (bid * D + offs_d[:, None]) * L + tok, y,
+                 mask=mask_dl)
+        h = tl.sum(tl.where(offs_l[None, :, None] == BLOCK_L - 1, h_all, 0.),
+                   axis=1)
+    tl.store(last_ptr + (bid * D + offs_d[:, None]) * N + offs_n[None, :], h,
+             mask=mask_dn)
+
+
+@triton.jit
+def _scan_bwd_kernel(u_ptr, dt_ptr, a_ptr, b_ptr, c_ptr, perm_ptr, ckpt_ptr,
+                     gy_ptr, glast_ptr, du_ptr, ddt_ptr, da_ptr, db_ptr,
+                     dc_ptr, D, L, NT, CH_PER_ORDER, CH_PER_GROUP,
+                     G: tl.constexpr, N: tl.constexpr, NP: tl.constexpr,
+                     BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr,
+                     UNIFORM: tl.constexpr):
+    bid = tl.program_id(0)
+    offs_d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
+    offs_n = tl.arange(0, NP)
+    offs_l = tl.arange(0, BLOCK_L)
+    mask_d = offs_d < D
+    mask_n = offs_n < N
+    mask_dn = mask_d[:, None] & mask_n[None, :]
+    order_id = offs_d // CH_PER_ORDER
+    group_id = offs_d // CH_PER_GROUP
+    a_mat = tl.load(a_ptr + offs_d[:, None] * N + offs_n[None, :],
+                    mask=mask_dn, other=0.).to(tl.float32)
+    # g_next: dL/dh at the first position of the tile after the current one
+    # (at the end, the gradient of the last state, through a virtual a = 1).
+    g_next = tl.load(glast_ptr + (bid * D + offs_d[:, None]) * N +
+                     offs_n[None, :], mask=mask_dn, other=0.).to(tl.float32)
+    da_acc = tl.zeros((BLOCK_D, NP), dtype=tl.float32)
+    for cc in range(NT):
+        c = NT - 1 - cc
+        h0 = tl.load(ckpt_ptr + ((bid * NT + c) * D + offs_d[:, None]) * N +
+                     offs_n[None, :], mask=mask_dn, other=0.)
+        pos = c * BLOCK_L + offs_l
+        tok, mask_dl, u, dt, bv, cv = _tile_inputs(
+            u_ptr, dt_ptr, b_ptr, c_ptr, perm_ptr, pos, offs_d, offs_n, mask_d,
+            mask_n, order_id, group_id, bid, D, L, G, N)
+        row = (bid * D + offs_d[:, None]) * L
+        gy = tl.load(gy_ptr + row + tok, mask=mask_dl, other=0.).to(tl.float32)
+        # Recompute the states of the tile.
+        a = tl.exp(dt[:, :, None] * a_mat[:, None, :])
+        bx = (dt * u)[:, :, None] * bv
+        a_cum, h_loc = tl.associative_scan((a, bx), 1, _linear_combine)
+        h_all = a_cum * h0[:, None, :] + h_loc
+        # a_{t+1}: dt of the next visited position (1 past the end).
+        nxt = pos + 1
+        mask_nx = mask_d[:, None] & (nxt[None, :] < L)
+        tok_nx = tl.load(perm_ptr + order_id[:, None] * L + nxt[None, :],
+                         mask=mask_nx, other=0)
+        dt_nx = tl.load(dt_ptr + row + tok_nx, mask=mask_nx,
+                        other=0.).to(tl.float32)
+        a_nx = tl.exp(dt_nx[:, :, None] * a_mat[:, None, :])
+        # g_t = gy_t * C_t + a_{t+1} * g_{t+1}: a reverse scan, carry g_next.
+        x = gy[:, :, None] * cv
+        a_prod, g_loc = tl.associative_scan((a_nx, x), 1, _linear_combine,
+                                            reverse=True)
+        g = g_loc + a_prod * g_next[:, None, :]
+        g_next = tl.sum(tl.where(offs_l[None, :, None] == 0, g, 0.), axis=1)
+        # a_t * h_{t-1} = h_t - b_t (no shifted copy of the states needed).
+        ah_prev = h_all - bx
+        g_dt = g * dt[:, :, None]
+        du = tl.sum(g_dt * bv, axis=2)
+        ddt = tl.sum(g * (a_mat[:, None, :] * ah_prev + bv * u[:, :, None]),
+                     axis=2)
+        tl.store(du_ptr + row + tok, du, mask=mask_dl)
+        tl.store(ddt_ptr + row + tok, ddt, mask=mask_dl)
+        da_acc += tl.sum(g_dt * ah_prev, axis=1)
+        gb = g_dt * u[:, :, None]
+        gc = gy[:, :, None] * h_all
+        mask3 = mask_dl[:, :, None] & mask_n[None, None, :]
+        if UNIFORM:
+            # Every channel of the block has one order and one group: sum
+            # over the block first, one atomic per (token, state).
+            d_first = tl.program_id(1) * BLOCK_D
+            tok0 = tl.load(perm_ptr + (d_first // CH_PER_ORDER) * L + pos,
+                           mask=pos < L, other=0)
+            g0 = d_first // CH_PER_GROUP
+            bc0 = ((bid * G + g0) * N + offs_n[None, :]) * L + tok0[:, None]
+            mask2 = (pos[:, None] < L) & mask_n[None, :]
+            tl.atomic_add(db_ptr + bc0, tl.sum(gb, axis=0), mask=mask2)
+            tl.atomic_add(dc_ptr + bc0, tl.sum(gc, axis=0), mask=mask2)
+        else:
+            bc = (((bid * G + group_id[:, None, None]) * N +
+                   offs_n[None, None, :]) * L + tok[:, :, None])
+            tl.atomic_add(db_ptr + bc, gb, mask=mask3)
+            tl.atomic_add(dc_ptr + bc, gc, mask=mask3)
+    tl.store(da_ptr + (bid * D + offs_d[:, None]) * N + offs_n[None, :],
+             da_acc, mask=mask_dn)
+
+
+def _block_sizes(dim: int, nstate: int, block_d=None, block_l=None):
+    """Channels per program and tile length (register budget ~ BD*BL*NP)."""
+    np2 = triton.next_power_of_2(nstate)
+    if block_l is None:
+        block_l = 64
+    if block_d is None:
+        block_d = max(1, min(triton.next_power_of_2(dim), 4096 //
+                             (block_l * np2), 32))
+    return np2, block_d, block_l
+
+
+class SelectiveScanTritonFunction(torch.autograd.Function):
+    """``y, last = scan(u, dt, A, B, C)`` with the Triton kernels.
+
+    Inputs as :class:`mmssm.ops.scan_cpu.SelectiveScanCPUFunction`: ``u``,
+    ``dt`` ``(Bt, D, L)``, ``A`` ``(D, N)``, ``B``, ``C`` ``(Bt, G, N, L)``,
+    ``perm`` ``(K, L)``. ``y`` and ``last`` are float32.
+    """
+
+    @staticmethod
+    def forward(ctx, u, dt, A, B, C, perm, block_d, block_l):
+        u, dt, A, B, C = (x.contiguous() for x in (u, dt, A, B, C))
+        perm = perm.to(device=u.device, dtype=torch.int64).contiguous()
+        nbatch, dim, length = u.shape
+        groups, nstate = B.shape[1], A.shape[1]
+        np2, block_d, block_l = _block_sizes(dim, nstate, block_d, block_l)
+        ntile = triton.cdiv(length, block_l)
+        y = torch.empty(nbatch, dim, length, device=u.device,
+                        dtype=torch.float32)
+        ckpt = torch.empty(nbatch, ntile, dim, nstate, device=u.device,
+                           dtype=torch.float32)
+        last = torch.empty(nbatch, dim, nstate, device=u.device,
+                           dtype=torch.float32)
+        grid = (nbatch, triton.cdiv(dim, block_d))
+        _scan_fwd_kernel[grid](
+            u, dt, A, B, C, perm, y, ckpt, last, dim, length, ntile,
+            dim // perm.shape[0], dim // groups, G=groups, N=nstate, NP=np2,
+            BLOCK_D=block_d, BLOCK_L=block_l)
+        ctx.save_for_backward(u, dt, A, B, C, perm, ckpt)
+        ctx.blocks = (np2, block_d, block_l, ntile)
+        return y.to(u.dtype), last.to(u.dtype)
+
+    @staticmethod
+    def backward(ctx, gy, glast):
+        u, dt, A, B, C, perm, ckpt = ctx.saved_tensors
+        np2, block_d, block_l, ntile = ctx.blocks
+        nbatch, dim, length = u.shape
+        groups, nstate = B.shape[1], A.shape[1]
+        if gy is None:
+            gy = torch.zeros_like(u)
+        if glast is None:
+            glast = u.new_zeros(nbatch, dim, nstate)
+        gy, glast = gy.contiguous(), glast.contiguous()
+        f32 = dict(device=u.device, dtype=torch.float32)
+        du = torch.empty(nbatch, dim, length, **f32)
+        ddt = torch.empty(nbatch, dim, length, **f32)
+        da = torch.empty(nbatch, dim, nstate, **f32)
+        db = torch.zeros(nbatch, groups, nstate, length, **f32)
+        dc = torch.zeros(nbatch, groups, nstate, length, **f32)
+        per_order, per_group = dim // perm.shape[0], dim // groups
+        uniform = per_order % block_d == 0 and per_group % block_d == 0
+        grid = (nbatch, triton.cdiv(dim, block_d))
+        _scan_bwd_kernel[grid](
+            u, dt, A, B, C, perm, ckpt, gy, glast, du, ddt, da, db, dc, dim,
+            length, ntile, per_order, per_group, G=groups, N=nstate, NP=np2,
+            BLOCK_D=block_d, BLOCK_L=block_l, UNIFORM=uniform)
+        return (du.to(u.dtype), ddt.to(dt.dtype), da.sum(0).to(A.dtype),
+                db.to(B.dtype), dc.to(C.dtype), None, None, None)
+
+
+def selective_scan_triton(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+                          return_last_state, perm, block_d=None, block_l=None):
+    """Triton selective scan on checked inputs (see
+    :func:`mmssm.ops.selective_scan`); ``block_d``/``block_l`` override the
+    channels per program and the tile length (tests use small tiles)."""
+    from mmssm.ops.selective_scan import run_scan_function
+    return run_scan_function(SelectiveScanTritonFunction, (block_d, block_l),
+                             u, delta, A, B, C, D, z, delta_bias,
+                             delta_softplus, return_last_state, perm)

@@ -26,8 +26,9 @@ import math
 import os
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
+
+from .selective_scan import run_scan_function
 
 try:
     from . import _scan_numba
@@ -231,25 +232,6 @@ def selective_scan_cpu(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
     ``perm`` is ``None`` (forward) or the ``(K, L)`` orders from
     :func:`~mmssm.ops.selective_scan.resolve_scan_order`.
     """
-    engine = cpu_engine()
-    dtype_in = u.dtype
-    cdt = torch.float64 if dtype_in == torch.float64 else torch.float32
-    length = u.shape[-1]
-    if perm is None:
-        perm = torch.arange(length)[None]
-    u_c = u.to(cdt)
-    dt = delta.to(cdt)
-    if delta_bias is not None:
-        dt = dt + delta_bias.to(cdt)[:, None]
-    if delta_softplus:
-        dt = F.softplus(dt)
-    B4 = (B if B.dim() == 4 else B[:, None]).to(cdt)
-    C4 = (C if C.dim() == 4 else C[:, None]).to(cdt)
-    y, last = SelectiveScanCPUFunction.apply(u_c, dt, A.to(cdt), B4, C4,
-                                             perm.cpu(), engine)
-    if D is not None:
-        y = y + u_c * D.to(cdt)[:, None]
-    if z is not None:
-        y = y * F.silu(z.to(cdt))
-    y = y.to(dtype_in)
-    return (y, last) if return_last_state else y
+    return run_scan_function(SelectiveScanCPUFunction, (cpu_engine(), ), u,
+                             delta, A, B, C, D, z, delta_bias, delta_softplus,
+                             return_last_state, perm)

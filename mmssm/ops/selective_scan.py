@@ -38,7 +38,7 @@ from torch import Tensor
 
 __all__ = [
     'selective_scan', 'selective_scan_ref', 'resolve_scan_order',
-    'SCAN_ORDERS', 'SCAN_IMPLS'
+    'run_scan_function', 'SCAN_ORDERS', 'SCAN_IMPLS'
 ]
 
 #: Names accepted by ``order`` (``'col'`` and ``'col_reverse'`` need ``grid``).
@@ -340,6 +340,45 @@ def _scan_ref(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
         y = y * F.silu(z.to(cdt))
     y = y.to(dtype_in)
     return (y, h) if return_last_state else y
+
+
+def run_scan_function(function, extra, u, delta, A, B, C, D, z, delta_bias,
+                      delta_softplus, return_last_state, perm):
+    """Run a scan ``autograd.Function`` with the elementwise parts around it.
+
+    The fast paths (CPU and Triton) implement only ``y, last = scan(u, dt, A,
+    B, C, perm)`` as an ``autograd.Function`` with an explicit backward;
+    ``delta_bias``, softplus, the ``D`` skip and the ``z`` gate are elementwise
+    on ``(B, D, L)`` and are left to autograd here. The compute dtype is
+    float32 (float64 for float64 inputs).
+
+    Args:
+        function: ``autograd.Function`` taking ``(u, dt, A, B4, C4, perm,
+            *extra)`` with ``B4``, ``C4`` ``(B, G, N, L)`` and ``perm``
+            ``(K, L)`` int64, returning ``(y, last_state)``.
+        extra (tuple): Extra non-tensor arguments of ``function``.
+        Others: as in :func:`selective_scan` (``perm`` from
+            :func:`resolve_scan_order`).
+    """
+    dtype_in = u.dtype
+    cdt = torch.float64 if dtype_in == torch.float64 else torch.float32
+    if perm is None:
+        perm = torch.arange(u.shape[-1], device=u.device)[None]
+    u_c = u.to(cdt)
+    dt = delta.to(cdt)
+    if delta_bias is not None:
+        dt = dt + delta_bias.to(cdt)[:, None]
+    if delta_softplus:
+        dt = F.softplus(dt)
+    B4 = (B if B.dim() == 4 else B[:, None]).to(cdt)
+    C4 = (C if C.dim() == 4 else C[:, None]).to(cdt)
+    y, last = function.apply(u_c, dt, A.to(cdt), B4, C4, perm, *extra)
+    if D is not None:
+        y = y + u_c * D.to(cdt)[:, None]
+    if z is not None:
+        y = y * F.silu(z.to(cdt))
+    y = y.to(dtype_in)
+    return (y, last) if return_last_state else y
 
 
 def selective_scan_ref(u: Tensor,
