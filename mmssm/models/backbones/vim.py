@@ -13,7 +13,15 @@ give the same features. Where this module differs from the official dense
 code it fixes its bugs: the class-token row of ``pos_embed`` is the middle one
 (``M // 2``), the position embedding is resized online to any input grid, and
 the layer-wise lr decay (:meth:`Vim.get_layer_depth`) names ``layers``.
+
+Registers (``num_registers > 0``, the ``'reg-*'`` presets) follow Mamba-Reg
+(Wang et al., 2024, "Mamba-R: Vision Mamba ALSO Needs Registers",
+wangf3014/Mamba-Reg): ``n`` learnable tokens, stored as ``cls_token``
+``(1, n, C)`` with their own position embedding ``pos_embed_cls``, are spread
+evenly over the sequence (:func:`mamba_reg_layout`), there is no class token,
+``pos_embed`` covers the patches only, and dense outputs drop the registers.
 """
+import functools
 import math
 from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -36,7 +44,7 @@ from ..layers.norm import RMSNorm
 
 __all__ = [
     'Vim', 'VimLayer', 'VimPatchEmbed', 'resize_vim_pos_embed', 'convert_vim',
-    'unwrap_vim_checkpoint', 'cls_token_index'
+    'unwrap_vim_checkpoint', 'cls_token_index', 'mamba_reg_layout'
 ]
 
 
@@ -121,8 +129,55 @@ def _square_grid(num_patches: int, what: str) -> Tuple[int, int]:
     return side, side
 
 
+@functools.lru_cache(maxsize=64)
+def _reg_layout_cpu(num_patches: int, num_registers: int):
+    chunk = num_patches // (num_registers + 1)
+    ks = torch.arange(num_registers)
+    reg_pos = (ks + 1) * chunk + ks
+    length = num_patches + num_registers
+    is_reg = torch.zeros(length, dtype=torch.bool)
+    is_reg[reg_pos] = True
+    patch_pos = torch.nonzero(~is_reg).squeeze(1)
+    order = torch.empty(length, dtype=torch.long)
+    order[patch_pos] = torch.arange(num_patches)
+    order[reg_pos] = num_patches + ks
+    return order, reg_pos, patch_pos
+
+
+def mamba_reg_layout(num_patches: int, num_registers: int, device=None):
+    """Where Mamba-Reg puts ``n`` registers among ``M`` patch tokens.
+
+    With ``chunk = M // (n + 1)``, each of the first ``n`` chunks of
+    ``chunk`` patches is followed by one register and the leftover patches
+    come last: register ``k`` is at ``(k + 1) * chunk + k`` of the
+    ``M + n`` tokens (14x14 patches, 12 registers: 15, 31, ..., 191 of 208).
+    Grids with fewer than ``n + 1`` patches (``chunk == 0``) put all
+    registers first. The layout depends on ``M`` only and is recomputed for
+    every input grid.
+
+    Args:
+        num_patches (int): ``M``, the number of patch tokens.
+        num_registers (int): ``n``.
+        device (torch.device, optional): Device of the returned indices.
+
+    Returns:
+        tuple[torch.Tensor]: ``order`` ``(M + n,)``, such that
+        ``torch.cat([patches, registers], 1)[:, order]`` is the sequence;
+        ``register_index`` ``(n,)`` and ``patch_index`` ``(M,)``, the
+        positions of the registers and of the patches (row-major) in it.
+    """
+    if num_patches < 1 or num_registers < 0:
+        raise ValueError(f'mamba_reg_layout needs num_patches >= 1 and '
+                         f'num_registers >= 0, got {num_patches}, '
+                         f'{num_registers}')
+    layout = _reg_layout_cpu(int(num_patches), int(num_registers))
+    return tuple(t.to(device) if device is not None else t for t in layout)
+
+
 _OFFICIAL_BACKBONE_PREFIXES = ('patch_embed.', 'layers.', 'norm_f.')
-_OFFICIAL_BACKBONE_KEYS = ('cls_token', 'pos_embed')
+_OFFICIAL_BACKBONE_KEYS = ('cls_token', 'pos_embed', 'pos_embed_cls')
+# Mamba-Reg classifier: registers -> neck (Linear C -> C / r) -> norm_neck
+_OFFICIAL_HEAD_PREFIXES = ('neck.', 'norm_neck.')
 _OFFICIAL_DROPPED_PREFIXES = ('rope.', )
 
 
@@ -133,7 +188,11 @@ def convert_vim(state_dict: Dict[str, torch.Tensor]) -> 'OrderedDict':
     ``pos_embed``, ``layers.{i}.{norm,mixer}.*``, ``norm_f.weight``) are
     prefixed with ``backbone.``; the classifier ``head.*`` becomes
     ``head.fc.*`` (mmpretrain ``LinearClsHead``); unused ``rope.*`` buffers
-    are dropped. ``pos_embed`` keeps its official layout (class-token row in
+    are dropped. Mamba-Reg files (wangf3014/Mamba-Reg) convert too: their
+    registers ``cls_token`` ``(1, n, C)`` and ``pos_embed_cls`` go to the
+    backbone (``pos_embed`` has patch rows only), the classifier's
+    ``neck.*`` / ``norm_neck.*`` become ``head.neck.*`` /
+    ``head.norm_neck.*`` (no mmpretrain head reads them). ``pos_embed`` keeps its official layout (class-token row in
     the middle, at ``M // 2``), which is the layout of :class:`Vim`; it is
     checked, not reordered. A ``module.`` prefix (DDP) is stripped.
 
@@ -157,6 +216,8 @@ def convert_vim(state_dict: Dict[str, torch.Tensor]) -> 'OrderedDict':
             out['backbone.' + key] = value
         elif key.startswith('head.'):
             out['head.fc.' + key[len('head.'):]] = value
+        elif key.startswith(_OFFICIAL_HEAD_PREFIXES):
+            out['head.' + key] = value
         else:
             unknown.append(key)
     if unknown:
@@ -164,7 +225,8 @@ def convert_vim(state_dict: Dict[str, torch.Tensor]) -> 'OrderedDict':
                        f'{unknown[:10]}{" ..." if len(unknown) > 10 else ""}')
     if 'backbone.pos_embed' in out:
         rows = out['backbone.pos_embed'].shape[1]
-        has_cls = 'backbone.cls_token' in out
+        has_cls = ('backbone.cls_token' in out
+                   and 'backbone.pos_embed_cls' not in out)
         _square_grid(rows - int(has_cls), 'convert_vim')
     return out
 
@@ -318,7 +380,10 @@ class Vim(BaseModule):
     Args:
         arch (str | dict): ``'tiny'`` (192 wide), ``'small'`` (384),
             ``'base'`` (768), each 24 layers; ``'middle'`` (576, 32 layers)
-            and ``'large'`` (1024, 48 layers) of ShuffleMamba; or a dict with
+            and ``'large'`` (1024, 48 layers) of ShuffleMamba; the same sizes
+            with Mamba-Reg registers as ``'reg-tiny'`` ... ``'reg-large'``
+            (``'reg-middle'``: ShuffleMamba-Reg-M, 12 registers assumed, no
+            Mamba-Reg release of that size); or a dict with
             ``embed_dims`` and ``num_layers`` (and optionally ``d_state``
             (16), ``expand`` (2)). Defaults to ``'tiny'``.
         img_size (int | tuple): Pre-training image size; sets the grid of the
@@ -340,7 +405,18 @@ class Vim(BaseModule):
             only, as in the official segmentation code). The last layer with
             ``final_norm`` always gives ``norm_f(residual + hidden)``.
             Defaults to ``'stream'``.
-        with_cls_token (bool): Insert the class token. Defaults to True.
+        with_cls_token (bool, optional): Insert the class token.
+            ``None`` means True without registers and False with them.
+            Defaults to None.
+        num_registers (int, optional): Mamba-Reg registers spread over the
+            sequence (:func:`mamba_reg_layout`), with their own position
+            embedding ``pos_embed_cls``; they replace the class token
+            (``out_type='cls_token'`` gives the ``n`` registers concatenated,
+            ``(B, n * C)``, the Mamba-Reg classification feature) and are
+            dropped from dense outputs. ``None`` takes the arch preset's
+            value (12 for ``'reg-tiny'``/``'reg-small'``/``'reg-base'``/
+            ``'reg-middle'``, 16 for ``'reg-large'``), else 0.
+            Defaults to None.
         cls_position (str): Where the class token (and its ``pos_embed`` row)
             sits: ``'middle'`` (index ``M // 2`` of ``M`` patches, Vim) or
             ``'head'`` (index 0, ShuffleMamba). Defaults to ``'middle'``.
@@ -378,6 +454,22 @@ class Vim(BaseModule):
                                               num_layers=32)),
         **dict.fromkeys(['l', 'large'], dict(embed_dims=1024,
                                              num_layers=48)),
+        # Mamba-Reg (mambar_{tiny,small,base,large}_patch16_224)
+        **dict.fromkeys(['reg-t', 'reg-tiny'],
+                        dict(embed_dims=192, num_layers=24,
+                             num_registers=12)),
+        **dict.fromkeys(['reg-s', 'reg-small'],
+                        dict(embed_dims=384, num_layers=24,
+                             num_registers=12)),
+        **dict.fromkeys(['reg-b', 'reg-base'],
+                        dict(embed_dims=768, num_layers=24,
+                             num_registers=12)),
+        **dict.fromkeys(['reg-m', 'reg-middle'],
+                        dict(embed_dims=576, num_layers=32,
+                             num_registers=12)),
+        **dict.fromkeys(['reg-l', 'reg-large'],
+                        dict(embed_dims=1024, num_layers=48,
+                             num_registers=16)),
     }
     OUT_TYPES = ('featmap', 'cls_token', 'avg_featmap', 'raw')
 
@@ -390,8 +482,9 @@ class Vim(BaseModule):
                  out_indices: Union[int, Sequence[int]] = -1,
                  out_type: str = 'featmap',
                  layer_output: str = 'stream',
-                 with_cls_token: bool = True,
+                 with_cls_token: Optional[bool] = None,
                  cls_position: str = 'middle',
+                 num_registers: Optional[int] = None,
                  final_norm: bool = True,
                  drop_rate: float = 0.,
                  drop_path_rate: float = 0.,
@@ -410,9 +503,21 @@ class Vim(BaseModule):
         if out_type not in self.OUT_TYPES:
             raise ValueError(f'Vim out_type must be one of {self.OUT_TYPES},'
                              f' got {out_type!r}')
-        if out_type == 'cls_token' and not with_cls_token:
+        if num_registers is None:
+            num_registers = self.arch_settings.get('num_registers', 0)
+        if (not isinstance(num_registers, int)
+                or isinstance(num_registers, bool) or num_registers < 0):
+            raise ValueError('Vim num_registers must be an int >= 0, got '
+                             f'{num_registers!r}')
+        if with_cls_token is None:
+            with_cls_token = num_registers == 0
+        if with_cls_token and num_registers:
+            raise ValueError(
+                'Vim with registers (Mamba-Reg) has no class token: set '
+                'with_cls_token=False (or None) when num_registers > 0')
+        if out_type == 'cls_token' and not (with_cls_token or num_registers):
             raise ValueError("Vim out_type='cls_token' needs "
-                             'with_cls_token=True')
+                             'with_cls_token=True or registers')
         if layer_output not in ('stream', 'mixer'):
             raise ValueError("Vim layer_output must be 'stream' or 'mixer', "
                              f'got {layer_output!r}')
@@ -423,6 +528,7 @@ class Vim(BaseModule):
         self.layer_output = layer_output
         self.out_indices = parse_out_indices(out_indices, self.num_layers)
         self.with_cls_token = with_cls_token
+        self.num_registers = num_registers
         cls_token_index(1, cls_position)  # validates
         self.cls_position = cls_position
         self.final_norm = final_norm
@@ -440,6 +546,12 @@ class Vim(BaseModule):
         num_patches = self.patch_resolution[0] * self.patch_resolution[1]
         if with_cls_token:
             self.cls_token = nn.Parameter(torch.zeros(1, 1, self.embed_dims))
+        elif num_registers:
+            # Mamba-Reg names: the registers are `cls_token` (1, n, C)
+            self.cls_token = nn.Parameter(
+                torch.zeros(1, num_registers, self.embed_dims))
+            self.pos_embed_cls = nn.Parameter(
+                torch.zeros(1, num_registers, self.embed_dims))
         self.pos_embed = nn.Parameter(
             torch.zeros(1, num_patches + int(with_cls_token),
                         self.embed_dims))
@@ -475,8 +587,10 @@ class Vim(BaseModule):
         trunc_normal_(conv.weight, std=math.sqrt(1. / fan_in) / .87962566103)
         nn.init.zeros_(conv.bias)
         trunc_normal_(self.pos_embed, std=.02)
-        if self.with_cls_token:
+        if self.with_cls_token or self.num_registers:
             trunc_normal_(self.cls_token, std=.02)
+        if self.num_registers:
+            trunc_normal_(self.pos_embed_cls, std=.02)
         for layer in self.layers:
             weight = layer.mixer.out_proj.weight
             nn.init.kaiming_uniform_(weight, a=math.sqrt(5))
@@ -549,6 +663,9 @@ class Vim(BaseModule):
         this model (grid resize; class row dropped when this model has no
         class token)."""
         name = prefix + 'pos_embed'
+        if self.num_registers or (prefix + 'pos_embed_cls') in state_dict:
+            self._prepare_register_embed(state_dict, prefix)
+            return
         if name not in state_dict:
             return
         ckpt_pos = state_dict[name]
@@ -578,7 +695,65 @@ class Vim(BaseModule):
             f'{self.patch_resolution}')
         state_dict[name] = new
 
+    def _prepare_register_embed(self, state_dict, prefix) -> None:
+        """The Mamba-Reg part of :meth:`_prepare_pos_embed`: check the
+        registers (``cls_token`` ``(1, n, C)``, ``pos_embed_cls``) and resize
+        the patch-only ``pos_embed``."""
+        regs = state_dict.get(prefix + 'cls_token')
+        if not self.num_registers:
+            raise KeyError(
+                f'the checkpoint has Mamba-Reg registers ({prefix}'
+                f'pos_embed_cls, {prefix}cls_token of shape '
+                f'{None if regs is None else tuple(regs.shape)}); build Vim '
+                'with num_registers (or a reg-* arch) to load it')
+        if (prefix + 'pos_embed_cls') not in state_dict and regs is not None:
+            raise KeyError(
+                f'{prefix}pos_embed_cls is missing: not a Mamba-Reg '
+                f'checkpoint (a {tuple(regs.shape)} cls_token), but this Vim '
+                f'has {self.num_registers} registers')
+        for key in ('cls_token', 'pos_embed_cls'):
+            value = state_dict.get(prefix + key)
+            if value is not None and value.shape[1] != self.num_registers:
+                raise ValueError(
+                    f'checkpoint {prefix}{key} has {value.shape[1]} '
+                    f'registers, this Vim {self.num_registers}')
+        name = prefix + 'pos_embed'
+        ckpt_pos = state_dict.get(name)
+        if ckpt_pos is None or ckpt_pos.shape[1] == self.pos_embed.shape[1]:
+            return
+        src = _square_grid(ckpt_pos.shape[1], f'Vim {name}')
+        state_dict[name] = resize_vim_pos_embed(ckpt_pos, src,
+                                                self.patch_resolution, False,
+                                                self.interpolate_mode)
+        MMLogger.get_current_instance().info(
+            f'Vim: resized {name} from grid {src} to '
+            f'{self.patch_resolution}')
+
     # --------------------------------------------------------------- forward
+    def token_layout(self, grid: Tuple[int, int], device=None):
+        """Positions of the patch and extra tokens in the sequence.
+
+        Args:
+            grid (tuple[int, int]): Patch grid ``(h, w)``.
+            device (torch.device, optional): Device of the indices.
+
+        Returns:
+            tuple[torch.Tensor]: ``patch_index`` ``(h * w,)`` (row-major
+            patch order) and ``extra_index`` (the class token's position,
+            the registers' positions, or empty).
+        """
+        num_patches = grid[0] * grid[1]
+        if self.num_registers:
+            _, reg_pos, patch_pos = mamba_reg_layout(
+                num_patches, self.num_registers, device)
+            return patch_pos, reg_pos
+        index = torch.arange(num_patches + int(self.with_cls_token),
+                             device=device)
+        if not self.with_cls_token:
+            return index, index[:0]
+        mid = cls_token_index(num_patches, self.cls_position)
+        return torch.cat([index[:mid], index[mid + 1:]]), index[mid:mid + 1]
+
     def prepare_tokens(self, x: torch.Tensor):
         """Patch-embed images and add the class token and position embedding.
 
@@ -588,11 +763,23 @@ class Vim(BaseModule):
         Returns:
             tuple: Tokens ``(B, L, C)``, the patch grid ``(h, w)`` and the
             index of the class token (``h * w // 2``, or 0 with
-            ``cls_position='head'``; ``None`` without it).
+            ``cls_position='head'``; ``None`` without it), or, with
+            registers, their positions ``(n,)`` (a LongTensor).
         """
         check_image_input(x, self.patch_embed.proj.in_channels, 'Vim')
         tokens, grid = self.patch_embed(x)
         cls_index = None
+        if self.num_registers:
+            pos_embed = resize_vim_pos_embed(self.pos_embed,
+                                             self.patch_resolution, grid,
+                                             False, self.interpolate_mode)
+            tokens = self.drop_after_pos(tokens + pos_embed)
+            order, reg_index, _ = mamba_reg_layout(
+                tokens.shape[1], self.num_registers, tokens.device)
+            regs = (self.cls_token + self.pos_embed_cls).expand(
+                tokens.shape[0], -1, -1)
+            tokens = torch.cat([tokens, regs.to(tokens.dtype)], 1)[:, order]
+            return tokens, grid, reg_index
         if self.with_cls_token:
             cls_index = cls_token_index(tokens.shape[1], self.cls_position)
             cls_token = self.cls_token.expand(tokens.shape[0], -1, -1)
@@ -637,8 +824,11 @@ class Vim(BaseModule):
         if self.out_type == 'raw':
             return tokens
         if self.out_type == 'cls_token':
-            return tokens[:, cls_index]
-        if cls_index is not None:
+            # registers: (B, n * C), Mamba-Reg's classification feature
+            return tokens[:, cls_index].flatten(1)
+        if isinstance(cls_index, torch.Tensor):
+            tokens = tokens[:, self.token_layout(grid, tokens.device)[0]]
+        elif cls_index is not None:
             tokens = torch.cat(
                 [tokens[:, :cls_index], tokens[:, cls_index + 1:]], dim=1)
         if self.out_type == 'avg_featmap':
@@ -656,8 +846,10 @@ class Vim(BaseModule):
                              f'num_layers={self.num_layers}')
         self.patch_embed.eval()
         frozen = [self.patch_embed, self.pos_embed]
-        if self.with_cls_token:
+        if self.with_cls_token or self.num_registers:
             frozen.append(self.cls_token)
+        if self.num_registers:
+            frozen.append(self.pos_embed_cls)
         for i in range(self.frozen_stages):
             self.layers[i].eval()
             frozen.append(self.layers[i])
@@ -700,7 +892,8 @@ class Vim(BaseModule):
         if not param_name.startswith(prefix):
             return num_depths - 1, num_depths
         name = param_name[len(prefix):]
-        if name in ('cls_token', 'pos_embed') or name.startswith(
+        if name in ('cls_token', 'pos_embed',
+                    'pos_embed_cls') or name.startswith(
                 'patch_embed.'):
             return 0, num_depths
         if name.startswith('layers.'):
