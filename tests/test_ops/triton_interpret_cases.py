@@ -1,0 +1,88 @@
+"""Selective-scan Triton kernels vs the reference under TRITON_INTERPRET=1.
+
+Run as a script by ``test_selective_scan_triton.py`` in a subprocess, because
+``TRITON_INTERPRET`` must be set before triton is imported. Prints one line per
+case and ``N cases passed, M failed``; exits 1 when a case fails.
+"""
+import os
+import sys
+
+os.environ['TRITON_INTERPRET'] = '1'
+
+import torch  # noqa: E402
+from scan_testutils import compare, make_inputs, run_scan  # noqa: E402
+
+from mmssm.kernels.selective_scan import selective_scan_triton  # noqa: E402
+from mmssm.ops import (resolve_scan_order, selective_scan,  # noqa: E402
+                       selective_scan_ref)
+
+
+def triton_scan(block_d=None, block_l=8):
+    """The kernels with small tiles (L is never a multiple of 8 below)."""
+
+    def fn(u, delta, A, B, C, D, z, bias, softplus, last, order=None,
+           grid=None):
+        perm = resolve_scan_order(order, u.shape[-1], u.shape[1], grid)
+        return selective_scan_triton(u, delta, A, B, C, D, z, bias, softplus,
+                                     last, perm, block_d=block_d,
+                                     block_l=block_l)
+
+    return fn
+
+
+GM = ['row', 'col', 'row_reverse', 'col_reverse']
+# (name, make_inputs kwargs, run kwargs, block_d)
+CASES = [
+    ('fwd_n16_all_options', dict(dim=8, length=21, nstate=16), {}, None),
+    ('fwd_n1_groups', dict(dim=8, length=21, nstate=1, groups=2), {}, None),
+    ('no_options', dict(dim=6, length=13, nstate=4, with_d=False,
+                        with_z=False, with_bias=False),
+     dict(delta_softplus=False), None),
+    ('reverse_groups', dict(dim=8, length=20, nstate=4, groups=4),
+     dict(order='reverse'), 2),
+    ('col_grid', dict(dim=4, length=20, nstate=2),
+     dict(order='col_reverse', grid=(4, 5)), None),
+    ('groupmamba_4_orders_n1', dict(dim=12, length=20, nstate=1),
+     dict(order=GM, grid=(5, 4)), None),
+    ('orders_blocks_straddle_chunks', dict(dim=12, length=19, nstate=3,
+                                           groups=3),
+     dict(order=[torch.randperm(19, generator=torch.Generator().manual_seed(
+         1)), 'reverse']), 4),
+]
+
+
+def main():
+    passed, failed = 0, 0
+    for name, mk, kw, block_d in CASES:
+        t = make_inputs(batch=2, seed=passed + failed, **mk)
+        want = run_scan(selective_scan_ref, t, **kw)
+        got = run_scan(triton_scan(block_d), t, **kw)
+        bad = compare(got, want)
+        print(name, 'ok' if not bad else bad)
+        passed, failed = passed + (not bad), failed + bool(bad)
+    # bf16 inputs: output in bf16, state in float32, looser tolerance.
+    t = make_inputs(1, 8, 20, 4, 2, dtype=torch.bfloat16, seed=9)
+    got = run_scan(triton_scan(), t)
+    t32 = {k: None if v is None else v.detach().float().requires_grad_()
+           for k, v in t.items()}
+    want = run_scan(selective_scan_ref, t32)
+    want = {k: None if v is None else v.to(got[k].dtype)
+            for k, v in want.items()}
+    bad = compare(got, want, rtol=3e-2, atol=5e-2)
+    if got['y'].dtype != torch.bfloat16:
+        bad.append(f"y dtype {got['y'].dtype}")
+    print('bf16', 'ok' if not bad else bad)
+    passed, failed = passed + (not bad), failed + bool(bad)
+    # The public op dispatches CPU tensors to Triton under the interpreter.
+    t = make_inputs(1, 4, 10, 2, seed=3)
+    got = run_scan(lambda *a, **k: selective_scan(*a, impl='triton', **k), t)
+    want = run_scan(selective_scan_ref, t)
+    bad = compare(got, want)
+    print('public_op_impl_triton', 'ok' if not bad else bad)
+    passed, failed = passed + (not bad), failed + bool(bad)
+    print(f'{passed} cases passed, {failed} failed')
+    return 1 if failed else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
