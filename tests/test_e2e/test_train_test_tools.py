@@ -1,0 +1,200 @@
+"""End to end: tools/train.py trains the demo Mask R-CNN and UperNet a few
+iterations on generated data, saves a checkpoint, resumes from it, and
+tools/test.py reports COCO box/mask AP and mIoU.
+
+The tools run in subprocesses exactly as a user runs them. Tiny MambaOut and
+small images keep each run to seconds.
+"""
+import json
+import os
+import os.path as osp
+import re
+import subprocess
+import sys
+
+import pytest
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+TINY_ARCH = dict(depths=[1, 1, 1, 1], dims=[16, 24, 32, 48])
+
+DET_CFG = """
+_base_ = [{base!r}]
+data_root = {data_root!r}
+model = dict(
+    backbone=dict(arch=dict(_delete_=True, **{arch!r})),
+    neck=dict(in_channels=[16, 24, 32, 48], out_channels=32),
+    rpn_head=dict(in_channels=32, feat_channels=32),
+    roi_head=dict(
+        bbox_roi_extractor=dict(out_channels=32),
+        bbox_head=dict(in_channels=32, fc_out_channels=32),
+        mask_roi_extractor=dict(out_channels=32),
+        mask_head=dict(in_channels=32, conv_out_channels=32)),
+    # keep low-score detections of the barely trained model so that COCO
+    # evaluation has predictions to score
+    test_cfg=dict(rcnn=dict(score_thr=0.0)))
+img_scale = (128, 128)
+_pipe = dict(type='Resize', scale=img_scale, keep_ratio=True)
+train_dataloader = dict(
+    batch_size=2, num_workers=0, persistent_workers=False,
+    dataset=dict(data_root=data_root, pipeline=[
+        dict(type='LoadImageFromFile'),
+        dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+        _pipe, dict(type='PackDetInputs')]))
+_test_pipeline = [
+    dict(type='LoadImageFromFile'), _pipe,
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape',
+                                          'img_shape', 'scale_factor'))]
+val_dataloader = dict(
+    batch_size=2, num_workers=0, persistent_workers=False,
+    dataset=dict(data_root=data_root, pipeline=_test_pipeline))
+test_dataloader = val_dataloader
+val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
+test_evaluator = val_evaluator
+train_cfg = dict(max_iters=4, val_interval=4)
+param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=False)]
+default_hooks = dict(checkpoint=dict(interval=2), logger=dict(interval=1))
+"""
+
+SEG_CFG = """
+_base_ = [{base!r}]
+data_root = {data_root!r}
+crop_size = (64, 64)
+model = dict(
+    data_preprocessor=dict(size=crop_size),
+    backbone=dict(arch=dict(_delete_=True, **{arch!r})),
+    decode_head=dict(in_channels=[16, 24, 32, 48], channels=16),
+    auxiliary_head=dict(in_channels=32, channels=16))
+train_dataloader = dict(
+    batch_size=2, num_workers=0, persistent_workers=False,
+    dataset=dict(data_root=data_root, pipeline=[
+        dict(type='LoadImageFromFile'),
+        dict(type='LoadAnnotations', reduce_zero_label=True),
+        dict(type='Resize', scale=(128, 64), keep_ratio=True),
+        dict(type='RandomCrop', crop_size=crop_size),
+        dict(type='PackSegInputs')]))
+val_dataloader = dict(
+    num_workers=0, persistent_workers=False,
+    dataset=dict(data_root=data_root, pipeline=[
+        dict(type='LoadImageFromFile'),
+        dict(type='Resize', scale=(128, 64), keep_ratio=True),
+        dict(type='LoadAnnotations', reduce_zero_label=True),
+        dict(type='PackSegInputs')]))
+test_dataloader = val_dataloader
+train_cfg = dict(max_iters=4, val_interval=4)
+param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=False)]
+default_hooks = dict(checkpoint=dict(interval=2), logger=dict(interval=1))
+"""
+
+
+def _run(args, cwd):
+    env = dict(os.environ, PYTHONUNBUFFERED='1')
+    res = subprocess.run([sys.executable] + args, cwd=cwd, env=env,
+                         capture_output=True, text=True, timeout=900)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-6000:]
+    return out
+
+
+@pytest.fixture(scope='module')
+def data_root(tmp_path_factory):
+    from mmssm.datasets import generate_all
+    root = tmp_path_factory.mktemp('synthetic')
+    generate_all(str(root), seed=3, num_train=6, num_val=4)
+    return root
+
+
+def _train_resume_test(tmp_path, cfg_text, metric_keys):
+    cfg = tmp_path / 'cfg.py'
+    cfg.write_text(cfg_text)
+    work = tmp_path / 'work'
+    train = osp.join(ROOT, 'tools', 'train.py')
+    out = _run([train, str(cfg), '--work-dir', str(work)], tmp_path)
+    # progress is shown: iterations, ETA and losses
+    assert re.search(r'Iter\(train\) \[\s*4/4\].*eta.*loss', out), out[-3000:]
+    for it in (2, 4):
+        assert (work / f'iter_{it}.pth').is_file()
+    assert (work / 'last_checkpoint').read_text().strip().endswith(
+        'iter_4.pth')
+
+    # resume from an explicit checkpoint: training continues at iteration 3
+    # (loading goes through torch.load with weights_only=True)
+    out = _run([
+        train, str(cfg), '--work-dir', str(work), '--resume',
+        str(work / 'iter_2.pth'), '--cfg-options', 'train_cfg.max_iters=6'
+    ], tmp_path)
+    assert 'resumed' in out.lower()
+    assert re.search(r'Iter\(train\) \[\s*3/6\]', out), out[-3000:]
+    assert not re.search(r'Iter\(train\) \[\s*1/6\]', out)
+    assert (work / 'iter_6.pth').is_file()
+
+    # resume from the latest checkpoint in the work dir (no path)
+    out = _run([
+        train, str(cfg), '--work-dir', str(work), '--resume',
+        '--cfg-options', 'train_cfg.max_iters=7'
+    ], tmp_path)
+    assert re.search(r'Iter\(train\) \[\s*7/7\]', out), out[-3000:]
+
+    out = _run([
+        osp.join(ROOT, 'tools', 'test.py'), str(cfg),
+        str(work / 'iter_7.pth'), '--work-dir', str(tmp_path / 'test')
+    ], tmp_path)
+    values = {}
+    for key in metric_keys:
+        m = re.search(re.escape(key) + r': (-?[0-9.]+)', out)
+        assert m, f'{key} not reported:\n{out[-3000:]}'
+        values[key] = float(m.group(1))
+    return values
+
+
+def test_mask_rcnn_train_resume_test(tmp_path, data_root):
+    cfg = DET_CFG.format(
+        base=osp.join(ROOT, 'configs', 'mambaout',
+                      'mask-rcnn_mambaout-femto_fpn_demo_coco-shapes.py'),
+        data_root=str(data_root / 'coco_shapes') + '/',
+        arch=TINY_ARCH)
+    values = _train_resume_test(tmp_path, cfg,
+                                ['coco/bbox_mAP', 'coco/segm_mAP'])
+    for v in values.values():
+        assert 0.0 <= v <= 1.0 or v == -1.0
+
+
+def test_upernet_train_resume_test(tmp_path, data_root):
+    cfg = SEG_CFG.format(
+        base=osp.join(ROOT, 'configs', 'mambaout',
+                      'upernet_mambaout-femto_demo_ade-shapes.py'),
+        data_root=str(data_root / 'ade_shapes'),
+        arch=TINY_ARCH)
+    values = _train_resume_test(tmp_path, cfg, ['mIoU'])
+    assert 0.0 <= values['mIoU'] <= 100.0
+
+
+def test_missing_data_root_gives_instructions(tmp_path):
+    cfg = tmp_path / 'cfg.py'
+    cfg.write_text(
+        DET_CFG.format(
+            base=osp.join(ROOT, 'configs', 'mambaout',
+                          'mask-rcnn_mambaout-femto_fpn_demo_coco-shapes.py'),
+            data_root=str(tmp_path / 'nowhere' / 'coco_shapes') + '/',
+            arch=TINY_ARCH))
+    res = subprocess.run(
+        [sys.executable, osp.join(ROOT, 'tools', 'train.py'), str(cfg)],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert res.returncode != 0
+    assert 'FileNotFoundError' in res.stderr
+    assert 'nowhere' in res.stderr
+    assert 'generate_synthetic_data.py' in res.stderr
+
+
+def test_amp_is_refused_clearly_on_cpu(tmp_path):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip('refusal only applies without a GPU')
+    res = subprocess.run([
+        sys.executable,
+        osp.join(ROOT, 'tools', 'train.py'),
+        osp.join(ROOT, 'configs', 'mambaout',
+                 'mask-rcnn_mambaout-femto_fpn_demo_coco-shapes.py'), '--amp'
+    ], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert res.returncode != 0
+    assert '--amp needs a CUDA GPU' in res.stderr
