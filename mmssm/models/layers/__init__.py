@@ -5,3 +5,4 @@ from .backbone_utils import (check_image_input, parse_arch,  # noqa: F401
 from .norm import LayerNorm2d, RMSNorm, build_layer_norm  # noqa: F401
 from .ss2d import SCAN_DIRECTIONS, SS2D, GroupedSS2D  # noqa: F401
 from .mamba import BiMambaMixer, MambaMixer, causal_conv1d  # noqa: F401
+from .vit_adapter import AdapterDeformAttention  # noqa: F401
