@@ -198,3 +198,28 @@ def test_amp_is_refused_clearly_on_cpu(tmp_path):
     ], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert res.returncode != 0
     assert '--amp needs a CUDA GPU' in res.stderr
+
+
+def test_dist_train_two_cpu_processes(tmp_path, data_root):
+    """tools/dist_train.sh (torchrun, --launcher pytorch) on the CPU: a gloo
+    group of two processes with CPUDistributedDataParallel."""
+    cfg = tmp_path / 'cfg.py'
+    cfg.write_text(
+        SEG_CFG.format(
+            base=osp.join(ROOT, 'configs', 'mambaout',
+                          'upernet_mambaout-femto_demo_ade-shapes.py'),
+            data_root=str(data_root / 'ade_shapes'),
+            arch=TINY_ARCH))
+    env = dict(os.environ, PORT='29571', OMP_NUM_THREADS='1',
+               PYTHON=sys.executable)
+    res = subprocess.run([
+        'bash', osp.join(ROOT, 'tools', 'dist_train.sh'), str(cfg), '2',
+        '--work-dir', str(tmp_path / 'work')
+    ], capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-4000:]
+    assert 'Distributed training: True' in out
+    assert 'GPU number: 2' in out  # mmengine's name for the world size
+    assert "type='CPUDistributedDataParallel'" in out
+    assert re.search(r'Iter\(train\) \[\s*4/4\]', out)
+    assert (tmp_path / 'work' / 'iter_4.pth').is_file()
