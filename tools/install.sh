@@ -21,9 +21,9 @@ echo "[mmssm] creating $VENV with $PY"
 "$PY" -m venv "$VENV"
 PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check)
 
-# setuptools < 82 still ships pkg_resources, which mmengine uses to resolve
+# setuptools < 80 still ships pkg_resources without a deprecation warning; mmengine uses it to resolve
 # `mmdet::`/`mmseg::` base configs; mmcv's setup.py needs < 70 only when built from source.
-"${PIP[@]}" -q --upgrade "pip>=23" "setuptools>=69,<82" wheel
+"${PIP[@]}" -q --upgrade "pip>=23" "setuptools>=69,<80" wheel
 
 # torch + torchvision: these exact releases import together on the CPU.
 "${PIP[@]}" torch==2.14.1 torchvision==0.29.1
@@ -48,7 +48,7 @@ else
     (cd "$tmp"/mmcv-2.1.0 && MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-2} \
         "$VENV/bin/python" -m pip wheel --no-deps --no-cache-dir --no-build-isolation -w "$tmp/dist" .)
     "${PIP[@]}" --no-deps "$tmp"/dist/mmcv-2.1.0-*.whl
-    "${PIP[@]}" "setuptools>=69,<82"
+    "${PIP[@]}" "setuptools>=69,<80"
 fi
 # mmcv's own runtime requirements (installed --no-deps above).
 "${PIP[@]}" addict packaging Pillow pyyaml yapf
