@@ -19,7 +19,7 @@ _base_ = [
 custom_imports = dict(imports=['mmssm'], allow_failed_imports=False)
 
 # Official Mamba-Reg weights, downloaded by the user from
-# https://huggingface.co/Wangf3014/Mamba-Reg/resolve/main/mambar_base_patch16_224.pth
+# https://huggingface.co/Wangf3014/Mamba-Reg/resolve/main/mambar_base_patch16_224.pth  # noqa: E501
 # (loaded as they are, or after tools/model_converters/vim2mmssm.py).
 pretrained = 'checkpoints/mambar_base_patch16_224.pth'
 embed_dims = 768

@@ -6,7 +6,7 @@
 _base_ = ['./mask-rcnn_vim-reg-base-adapter_fpn_1x_coco.py']
 custom_imports = dict(imports=['mmssm'], allow_failed_imports=False)
 
-# https://huggingface.co/Wangf3014/Mamba-Reg/resolve/main/mambar_small_patch16_224.pth
+# https://huggingface.co/Wangf3014/Mamba-Reg/resolve/main/mambar_small_patch16_224.pth  # noqa: E501
 pretrained = 'checkpoints/mambar_small_patch16_224.pth'
 embed_dims = 384
 model = dict(

@@ -13,7 +13,7 @@ _base_ = [
 ]
 custom_imports = dict(imports=['mmssm'], allow_failed_imports=False)
 
-# https://huggingface.co/Wangf3014/Mamba-Reg/resolve/main/mambar_base_patch16_224.pth
+# https://huggingface.co/Wangf3014/Mamba-Reg/resolve/main/mambar_base_patch16_224.pth  # noqa: E501
 pretrained = 'checkpoints/mambar_base_patch16_224.pth'
 embed_dims = 768
 crop_size = (512, 512)

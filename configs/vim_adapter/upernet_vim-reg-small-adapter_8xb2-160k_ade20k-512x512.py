@@ -6,7 +6,7 @@
 _base_ = ['./upernet_vim-reg-base-adapter_8xb2-160k_ade20k-512x512.py']
 custom_imports = dict(imports=['mmssm'], allow_failed_imports=False)
 
-# https://huggingface.co/Wangf3014/Mamba-Reg/resolve/main/mambar_small_patch16_224.pth
+# https://huggingface.co/Wangf3014/Mamba-Reg/resolve/main/mambar_small_patch16_224.pth  # noqa: E501
 pretrained = 'checkpoints/mambar_small_patch16_224.pth'
 embed_dims = 384
 model = dict(

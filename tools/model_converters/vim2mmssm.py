@@ -1,4 +1,5 @@
-"""Convert an official Vim (hustvl/Vim) checkpoint to the mmssm layout.
+"""Convert an official Vim (hustvl/Vim) or Mamba-Reg (wangf3014/Mamba-Reg)
+checkpoint to the mmssm layout.
 
 Usage::
 
@@ -17,7 +18,10 @@ checkpoint=..., prefix='backbone.')`` of a dense one. The class-token row of
 ``pos_embed`` stays in the middle (row ``M // 2``), the layout of
 :class:`~mmssm.models.Vim`; the backbone resizes it to any grid when loading.
 Note that :class:`~mmssm.models.Vim` also loads the unconverted official files
-directly through ``init_cfg``.
+directly through ``init_cfg``. Mamba-Reg files (registers ``cls_token``
+``(1, n, C)``, ``pos_embed_cls``, patch-only ``pos_embed``) convert the same
+way for ``Vim(arch='reg-*')``; their classifier ``neck``/``norm_neck`` become
+``head.neck``/``head.norm_neck`` (no mmpretrain head reads them).
 """
 import argparse
 import os
