@@ -187,11 +187,12 @@ class SLWSHook(Hook):
     # ------------------------------------------------------- runner hooks
     def before_train(self, runner) -> None:
         self.attach(runner.model)
-        probs = self.layer_probs(None)
+        probs = [round(p, 3) for p in self.layer_probs(None).tolist()]
+        warmup = (f' (warm-up {self.warmup_iters} iters)'
+                  if self.warmup_iters else '')
         runner.logger.info(
-            f'SLWSHook: {len(self.layers)} layers, P_L={self.prob}'
-            f'{f" (warm-up {self.warmup_iters} iters)" * bool(self.warmup_iters)}'
-            f', per-layer probabilities {[round(p, 3) for p in probs.tolist()]}')
+            f'SLWSHook: {len(self.layers)} layers, P_L={self.prob}{warmup}, '
+            f'per-layer probabilities {probs}')
 
     def before_train_iter(self, runner, batch_idx: int,
                           data_batch=None) -> None:

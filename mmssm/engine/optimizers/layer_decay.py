@@ -54,8 +54,9 @@ class SSMLayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
       parameters (biases, ``D``). Defaults to 0.
     - ``no_decay_names`` (Sequence[str]): last name components that get no
       weight decay. Defaults to :data:`NO_DECAY_NAMES`.
-    - ``custom_keys`` (dict): ``{substring: dict(lr_mult=..., decay_mult=...)}``
-      applied on top (the longest matching key wins), as in mmengine.
+    - ``custom_keys`` (dict): ``{substring: dict(lr_mult=...,
+      decay_mult=...)}`` applied on top (the longest matching key wins), as
+      in mmengine.
 
     Every parameter group holds the parameters of one (depth, lr, weight
     decay) combination and carries ``layer_id``, ``lr_scale`` and

@@ -192,9 +192,10 @@ def convert_vim(state_dict: Dict[str, torch.Tensor]) -> 'OrderedDict':
     registers ``cls_token`` ``(1, n, C)`` and ``pos_embed_cls`` go to the
     backbone (``pos_embed`` has patch rows only), the classifier's
     ``neck.*`` / ``norm_neck.*`` become ``head.neck.*`` /
-    ``head.norm_neck.*`` (no mmpretrain head reads them). ``pos_embed`` keeps its official layout (class-token row in
-    the middle, at ``M // 2``), which is the layout of :class:`Vim`; it is
-    checked, not reordered. A ``module.`` prefix (DDP) is stripped.
+    ``head.norm_neck.*`` (no mmpretrain head reads them). ``pos_embed``
+    keeps its official layout (class-token row in the middle, at
+    ``M // 2``), which is the layout of :class:`Vim`; it is checked, not
+    reordered. A ``module.`` prefix (DDP) is stripped.
 
     Args:
         state_dict (dict): The ``'model'`` (or ``'model_ema'``) entry of an

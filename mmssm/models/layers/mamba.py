@@ -24,8 +24,8 @@ conv on the original order (zero padding on the right, kernel taps reversed),
 so no flipped copy of the sequence is ever made, only of the 4-tap kernel.
 
 Parameter names and shapes follow the official Vim checkpoints
-(``mixer.{in_proj,conv1d,conv1d_b,x_proj,x_proj_b,dt_proj,dt_proj_b,out_proj}``,
-``mixer.{A_log,A_b_log,D,D_b}``), so they load unchanged.
+(``mixer.{in_proj,conv1d,conv1d_b,x_proj,x_proj_b,dt_proj,dt_proj_b}``,
+``mixer.{out_proj,A_log,A_b_log,D,D_b}``), so they load unchanged.
 """
 import math
 from typing import Optional, Tuple, Union
