@@ -1,0 +1,236 @@
+"""Benchmark the selective-scan implementations: time and peak memory.
+
+Every available implementation runs forward and forward+backward at
+``(B, D) = (--batch, --dim)`` over L in {196, 1024, 4096, 16384} and N in
+{1, 16}:
+
+* ``ref``: :func:`mmssm.ops.selective_scan_ref` (a loop over L with autograd),
+* ``cpu``: the CPU path (numba engine when numba is installed),
+* ``cpu-torch``: the CPU path's pure-torch fallback engine (only with
+  ``--impls``; a Python loop over L, minutes at L = 16384),
+* ``triton``: the Triton kernels (CUDA only),
+* ``mamba_ssm``: ``selective_scan_fn`` of mamba_ssm (CUDA) and
+  ``mamba_ssm-ref``: its ``selective_scan_ref``, when the package imports.
+
+Ratios are against ``ref`` measured in the same run on the same device. The
+reference keeps the ``(B, D, L, N)`` states for autograd; it is capped at
+``--ref-max-len`` (default 4096) tokens, longer rows print no ratio.
+
+Method. Each (implementation, L, N, mode) case runs in a fresh Python process
+(``--case``): it warms the implementation up on a tiny input (compilation,
+kernel loading), builds the inputs, then
+* CPU: reads the resident set size (RSS, ``/proc/self/statm``) before the
+  measured call and the peak RSS (``getrusage`` ``ru_maxrss``) after it; the
+  peak memory reported is the difference, i.e. what the call added on top of
+  its inputs (tracemalloc does not see torch's allocations);
+* CUDA: ``torch.cuda.max_memory_allocated`` minus the allocation before.
+The time is the median of ``--reps`` calls (the measured one included, CUDA
+synchronised). ``fwd`` runs under ``torch.no_grad()`` (inference), ``fwd+bwd``
+backpropagates ``ones`` from the output.
+
+Usage::
+
+    python tools/analysis_tools/benchmark_scan.py            # full table
+    python tools/analysis_tools/benchmark_scan.py --quick    # L 196, 1024
+"""
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+LENGTHS = (196, 1024, 4096, 16384)
+STATES = (1, 16)
+
+
+def _rss_bytes() -> int:
+    with open('/proc/self/statm') as f:
+        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
+
+
+def _peak_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _make_fn(impl: str):
+    """Return ``fn(u, delta, A, B, C, D, z, delta_bias)`` and its device."""
+    import torch
+    if impl in ('ref', 'cpu', 'cpu-torch', 'triton'):
+        from mmssm.ops import selective_scan
+        if impl == 'cpu-torch':
+            os.environ['MMSSM_SCAN_CPU_ENGINE'] = 'torch'
+        name = 'cpu' if impl == 'cpu-torch' else impl
+        device = 'cuda' if impl == 'triton' else 'cpu'
+
+        def fn(*args):
+            return selective_scan(*args, delta_softplus=True, impl=name)
+
+        return fn, device
+    from mamba_ssm.ops.selective_scan_interface import (selective_scan_fn,
+                                                        selective_scan_ref)
+    if impl == 'mamba_ssm':
+        return (lambda *a: selective_scan_fn(*a, delta_softplus=True)), 'cuda'
+    device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    return (lambda *a: selective_scan_ref(*a, delta_softplus=True)), device
+
+
+def _inputs(batch, dim, length, nstate, device):
+    import torch
+    gen = torch.Generator().manual_seed(0)
+    t = [
+        torch.randn(batch, dim, length, generator=gen),
+        torch.randn(batch, dim, length, generator=gen) * 0.5 - 2,
+        -torch.rand(dim, nstate, generator=gen) - 0.1,
+        torch.randn(batch, nstate, length, generator=gen),
+        torch.randn(batch, nstate, length, generator=gen),
+        torch.randn(dim, generator=gen),
+        torch.randn(batch, dim, length, generator=gen),
+        torch.randn(dim, generator=gen),
+    ]
+    return [x.to(device).requires_grad_() for x in t]
+
+
+def run_case(impl, batch, dim, length, nstate, mode, reps, threads=None):
+    """One measurement in this process; returns a dict."""
+    import torch
+    if threads:
+        torch.set_num_threads(threads)
+    fn, device = _make_fn(impl)
+    cuda = device == 'cuda'
+
+    def call(args):
+        if mode == 'fwd':
+            with torch.no_grad():
+                fn(*args)
+        else:
+            y = fn(*args)
+            y.backward(torch.ones_like(y))
+        if cuda:
+            torch.cuda.synchronize()
+
+    call(_inputs(1, 8, 64, nstate, device))  # compile / load kernels
+    args = _inputs(batch, dim, length, nstate, device)
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    else:
+        base = _rss_bytes()
+    start = time.perf_counter()
+    call(args)
+    first = time.perf_counter() - start
+    if cuda:
+        peak = torch.cuda.max_memory_allocated() - base
+    else:
+        peak = max(_peak_rss_bytes() - base, 0)
+    times = [first]
+    for _ in range(reps - 1):
+        for x in args:
+            x.grad = None
+        start = time.perf_counter()
+        call(args)
+        times.append(time.perf_counter() - start)
+    return dict(impl=impl, L=length, N=nstate, mode=mode, device=device,
+                time=statistics.median(times), peak=peak)
+
+
+def available_impls():
+    import torch
+    impls = ['ref', 'cpu']
+    if torch.cuda.is_available():
+        impls.append('triton')
+    try:
+        import mamba_ssm.ops.selective_scan_interface  # noqa: F401
+    except Exception:  # noqa: BLE001  (any import failure: not available)
+        pass
+    else:
+        impls.append('mamba_ssm-ref')
+        if torch.cuda.is_available():
+            impls.append('mamba_ssm')
+    return impls
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--quick', action='store_true',
+                        help='L in {196, 1024} only, 2 repetitions')
+    parser.add_argument('--batch', type=int, default=1)
+    parser.add_argument('--dim', type=int, default=768)
+    parser.add_argument('--lengths', type=int, nargs='+', default=None)
+    parser.add_argument('--states', type=int, nargs='+', default=STATES)
+    parser.add_argument('--impls', nargs='+', default=None)
+    parser.add_argument('--reps', type=int, default=None)
+    parser.add_argument('--ref-max-len', type=int, default=4096,
+                        help='skip the reference (and mamba_ssm-ref) above '
+                        'this L: its autograd keeps (B, D, L, N) states')
+    parser.add_argument('--threads', type=int, default=None,
+                        help='torch (and numba) threads in every case; '
+                        'default: torch default. On a shared, loaded machine '
+                        'use 1: OpenMP teams then spin instead of working')
+    parser.add_argument('--json', help='also write the rows to this file')
+    parser.add_argument('--case', help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.case:
+        print(json.dumps(run_case(**json.loads(args.case))))
+        return
+    lengths = args.lengths or ((196, 1024) if args.quick else LENGTHS)
+    reps = args.reps or (2 if args.quick else 3)
+    impls = args.impls or available_impls()
+    rows = []
+    for nstate in args.states:
+        for length in lengths:
+            for mode in ('fwd', 'fwd+bwd'):
+                for impl in impls:
+                    if impl.endswith('ref') and length > args.ref_max_len:
+                        print(f'# skipped {impl} at L={length} '
+                              f'(> --ref-max-len {args.ref_max_len})',
+                              flush=True)
+                        continue
+                    case = dict(impl=impl, batch=args.batch, dim=args.dim,
+                                length=length, nstate=nstate, mode=mode,
+                                reps=reps, threads=args.threads)
+                    proc = subprocess.run(
+                        [sys.executable, __file__, '--case',
+                         json.dumps(case)], capture_output=True, text=True)
+                    if proc.returncode != 0:
+                        print(f'# {impl} L={length} N={nstate} {mode} '
+                              f'failed: {proc.stderr.strip()[-300:]}',
+                              flush=True)
+                        continue
+                    row = json.loads(proc.stdout.strip().splitlines()[-1])
+                    rows.append(row)
+                    print(f"# {impl:>13} N={nstate:<2} L={length:<5} "
+                          f"{mode:<7} {row['time'] * 1e3:10.2f} ms "
+                          f"{row['peak'] / 2**20:9.1f} MiB", flush=True)
+    print_table(rows, args)
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(rows, f, indent=1)
+
+
+def print_table(rows, args):
+    ref = {(r['N'], r['L'], r['mode'], r['device']): r
+           for r in rows if r['impl'] == 'ref'}
+    import torch
+    threads = args.threads or torch.get_num_threads()
+    print(f'\nselective scan, B={args.batch}, D={args.dim}, float32, '
+          f'delta_softplus, D and z, {threads} CPU thread(s); time = median, '
+          'peak = memory added by the call; ratios vs ref on the same device')
+    print('| impl | N | L | mode | time (ms) | peak (MiB) | speed-up vs ref '
+          '| peak / ref peak |')
+    print('|---|---|---|---|---|---|---|---|')
+    for r in rows:
+        base = ref.get((r['N'], r['L'], r['mode'], r['device']))
+        speed = f"{base['time'] / r['time']:.1f}x" if base else 'n/a'
+        mem = (f"{r['peak'] / base['peak']:.2f}"
+               if base and base['peak'] > 0 else 'n/a')
+        print(f"| {r['impl']} | {r['N']} | {r['L']} | {r['mode']} | "
+              f"{r['time'] * 1e3:.2f} | {r['peak'] / 2**20:.1f} | {speed} | "
+              f'{mem} |')
+
+
+if __name__ == '__main__':
+    main()
