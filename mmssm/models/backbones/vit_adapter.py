@@ -1,4 +1,4 @@
-"""ViT-Adapter around a plain mmssm sequence backbone (Vim, Vim with registers).
+"""ViT-Adapter around a plain mmssm sequence backbone (Vim, Vim-Reg).
 
 Chen et al., 2023, "Vision Transformer Adapter for Dense Predictions"
 (czczup/ViT-Adapter), as used for Vim by ShuffleMamba (Huang et al., 2024,
@@ -6,8 +6,9 @@ papers/shufflemamba-slws.txt, Tables 3-4: "ShuffleMamba-Reg-Adapter") on top
 of Mamba-Reg (Vim with registers).
 
 The adapter wraps the backbone rather than subclassing it, so the backbone's
-own checkpoint loading (``init_cfg`` of the inner ``backbone`` dict), layer-wise
-lr decay depths and the SLWS hook (``layers`` is exposed) keep working.
+own checkpoint loading (``init_cfg`` of the inner ``backbone`` dict),
+layer-wise lr decay depths and the SLWS hook (``layers`` is exposed) keep
+working.
 
 Differences from the reference adapter, stated:
 
