@@ -25,10 +25,17 @@ Three implementations share the argument checks of this module:
   autograd; readable, slow, memory ``O(B * D * L * N)``. Tests and benchmarks
   compare against it.
 * ``'cpu'``: :mod:`mmssm.ops.scan_cpu`, an ``autograd.Function`` with an
-  explicit backward and bounded memory, used for CPU tensors.
+  explicit backward and bounded memory (numba kernels, or a pure-torch
+  fallback), used for CPU tensors; it reads the tokens through the order
+  index, no permuted copies.
 * ``'triton'``: :mod:`mmssm.kernels.selective_scan`, the Triton forward and
-  backward kernels, used for CUDA tensors.
+  backward kernels (index loads, no permuted copies), used for CUDA tensors.
+
+The checks of non-finite ``A``/``D``/``delta_bias`` and of tensor orders read
+values, i.e. synchronise a CUDA stream once per call; named orders are built
+and checked once and cached per (orders, L, D, grid, device).
 """
+import functools
 import os
 from typing import Optional, Sequence, Tuple, Union
 
@@ -216,6 +223,23 @@ def resolve_scan_order(order: OrderType,
         chunk ``k`` visits them.
     """
     grid = _check_grid(grid, length)
+    if isinstance(order, str) or (isinstance(order, (list, tuple)) and order
+                                  and all(isinstance(o, str) for o in order)):
+        # Named orders are built, checked and moved to the device once.
+        names = (order, ) if isinstance(order, str) else tuple(order)
+        device = torch.device('cpu' if device is None else device)
+        return _named_orders(names, length, dim, grid, device)
+    return _resolve_order(order, length, dim, grid, device)
+
+
+@functools.lru_cache(maxsize=128)
+def _named_orders(names, length, dim, grid, device):
+    order = names[0] if len(names) == 1 else list(names)
+    return _resolve_order(order, length, dim, grid, device)
+
+
+def _resolve_order(order, length, dim, grid, device):
+    """Uncached body of :func:`resolve_scan_order` (``grid`` checked)."""
     if order is None:
         return None
     if isinstance(order, str):

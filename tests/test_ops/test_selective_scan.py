@@ -204,6 +204,9 @@ def test_resolve_scan_order():
     torch.testing.assert_close(
         resolve_scan_order(['reverse', 'col_reverse'], 6, 4, grid=(2, 3)),
         torch.tensor([[5, 4, 3, 2, 1, 0], [5, 2, 4, 1, 3, 0]]))
+    # Named orders are built once (cached), tensor orders are not.
+    assert (resolve_scan_order(['row', 'col'], 6, 4, grid=[2, 3])
+            is resolve_scan_order(('row', 'col'), 6, 4, grid=(2, 3)))
 
 
 def test_dispatch(monkeypatch):
