@@ -194,6 +194,20 @@ def test_cpu_saves_less_than_reference():
     assert sizes['cpu'] * 4 < sizes['ref']
 
 
+def test_cpu_non_contiguous_inputs(engine):
+    # Backbones hand over (B, D, L) views of (B, L, D) tensors.
+    t = make_inputs(2, 8, 20, 4, groups=2, seed=8)
+    views = {
+        k: v.detach().transpose(-1, -2).contiguous().transpose(
+            -1, -2).requires_grad_() if k in ('u', 'delta', 'z', 'B', 'C') else v
+        for k, v in t.items()
+    }
+    assert not views['u'].is_contiguous()
+    want = run_scan(selective_scan_ref, t, order='reverse')
+    got = run_scan(cpu_scan, views, order='reverse')
+    assert compare(got, want) == []
+
+
 def test_resolve_scan_order():
     assert resolve_scan_order(None, 6, 4) is None
     assert resolve_scan_order('row', 6, 4) is None
