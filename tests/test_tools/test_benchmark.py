@@ -1,0 +1,66 @@
+"""tools/analysis_tools/benchmark.py on tiny models: JSON fields, sizes in
+increasing order, one subprocess per case, memory that grows with the input,
+the comparison table and the PNG plot."""
+import importlib.util
+import json
+import os.path as osp
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def _load_tool():
+    spec = importlib.util.spec_from_file_location(
+        'benchmark', osp.join(ROOT, 'tools', 'analysis_tools', 'benchmark.py'))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_benchmark_tiny_backbones(tmp_path, capsys):
+    bench = _load_tool()
+    out = str(tmp_path / 'bench')
+    arch = json.dumps(dict(depths=[1, 1, 1, 1], dims=[16, 24, 32, 48]))
+    vim = json.dumps(dict(embed_dims=32, num_layers=2, d_state=4))
+    result = bench.main([
+        '--backbone', 'MambaOut', '--arch', arch, '--img-size-kw', '',
+        '--compare-backbone', 'mmssm.Vim', '--compare-arch', vim,
+        '--sizes', '320', '64', '--warmup', '1', '--runs', '2',
+        '--threads', '1', '--out', out
+    ])
+    saved = json.loads(open(out + '.json').read())
+    assert saved == json.loads(json.dumps(result))
+    for key in ('device', 'threads', 'batch', 'warmup', 'runs', 'statistic',
+                'memory_method', 'models'):
+        assert key in saved
+    assert saved['statistic'] == 'median' and saved['runs'] == 2
+    assert [m['name'] for m in saved['models']] == [
+        'MambaOut-custom', 'Vim-custom'
+    ]
+    for model in saved['models']:
+        sizes = [r['size'] for r in model['results']]
+        assert sizes == [64, 320]  # sorted, increasing
+        for r in model['results']:
+            assert len(r['times_s']) == 2
+            assert r['time_s'] == sorted(r['times_s'])[0] + (
+                sorted(r['times_s'])[1] - sorted(r['times_s'])[0]) / 2
+            assert r['time_s'] > 0 and r['peak_mem_mib'] >= 0
+            assert r['params'] > 0
+    # a 320x320 input needs more activation memory than 64x64 (MambaOut's
+    # stride-4 stage alone holds 80*80*(16 + 2*42) floats = 2.4 MiB)
+    mo = saved['models'][0]['results']
+    assert mo[1]['peak_mem_mib'] > mo[0]['peak_mem_mib']
+    assert mo[1]['peak_mem_mib'] >= 2.0
+    with open(out + '.png', 'rb') as f:
+        assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+    table = bench.comparison_table(saved)
+    lines = table.splitlines()
+    assert len(lines) == 4 and 'speed-up' in lines[0]
+    assert lines[2].startswith('| 64 |') and lines[3].startswith('| 320 |')
+    assert table in capsys.readouterr().out
+
+
+def test_benchmark_needs_a_model():
+    bench = _load_tool()
+    import pytest
+    with pytest.raises(SystemExit):
+        bench.parse_args(['--sizes', '32'])

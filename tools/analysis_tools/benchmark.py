@@ -1,0 +1,322 @@
+"""Inference time and peak memory of a model across input resolutions.
+
+Usage::
+
+    # a backbone alone, with a comparison model in the same run
+    python tools/analysis_tools/benchmark.py --backbone Vim --arch tiny \
+        --compare-backbone mmpretrain.VisionTransformer --compare-arch \
+        deit-tiny --sizes 224 512 768 1024 1248 --out docs/figures/vim-deit
+    # a config's whole model (mode='tensor': no post-processing)
+    python tools/analysis_tools/benchmark.py --config CONFIG --sizes 512 1024
+
+Every (model, size) case runs in a fresh subprocess: build the model (random
+weights, eval, ``torch.no_grad``), ``--warmup`` untimed forwards, then
+``--runs`` timed forwards of a ``(batch, 3, S, S)`` input; the median time is
+reported (mean and all times are in the JSON).
+
+Peak memory:
+
+* CPU (Linux): after the warm-up forwards (which also compile the numba
+  scan kernels), the process's resident high-water mark is reset
+  (``/proc/self/clear_refs``) and the current resident size read; after the
+  timed forwards the high-water mark (``VmHWM``) is read. The difference is
+  the extra resident memory the inference needed at its peak (activations,
+  workspaces), in MiB. glibc's ``MALLOC_MMAP_THRESHOLD_`` is fixed at 128 KiB
+  in the case's process so that freed tensors go back to the system instead
+  of hiding the next forward's peak in a retained heap, and each case has its
+  own process. Where the reset is not possible, the ``ru_maxrss`` increase
+  over the whole case (warm-up included) is reported instead.
+* CUDA: ``torch.cuda.max_memory_allocated`` minus the memory allocated
+  before the forwards.
+
+Writes ``OUT.json`` and ``OUT.png`` (time and memory against the input size,
+one line per model; matplotlib with the Agg backend).
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from typing import List, Optional
+
+HERE = osp.dirname(osp.abspath(__file__))
+ROOT = osp.dirname(osp.dirname(HERE))
+
+MEMORY_METHODS = {
+    'cpu': 'VmHWM after the timed forwards minus VmRSS before them (high-'
+    'water mark reset after warm-up via /proc/self/clear_refs; '
+    'MALLOC_MMAP_THRESHOLD_=131072), one process per case',
+    'cuda': 'torch.cuda.max_memory_allocated minus memory allocated before '
+    'the forwards',
+}
+
+
+def _parse_arch(arch: Optional[str]):
+    """``--arch`` is a preset name or a JSON dict."""
+    if arch is None:
+        return None
+    arch = arch.strip()
+    return json.loads(arch) if arch.startswith('{') else arch
+
+
+def _build(spec: dict, size: int):
+    """Build the model of a case: a backbone or a config's model."""
+    for path in (ROOT, HERE):
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    import mmssm  # noqa: F401
+    from mmengine.registry import MODELS
+    if spec.get('config'):
+        from get_flops import _data_samples, _task_of, build_model
+        model = build_model(spec['config'])
+        task = _task_of(model)
+        if task in ('mmdet', 'mmseg', 'mmpretrain'):
+            samples = _data_samples(task, size, size)
+
+            def run(x):
+                return model(x, samples, mode='tensor')
+
+            return model, run
+        return model, model
+    kwargs = dict(spec.get('kwargs') or {})
+    kwargs['type'] = spec['backbone']
+    if spec.get('arch') is not None:
+        kwargs['arch'] = _parse_arch(spec['arch'])
+    if spec.get('img_size_kw'):
+        kwargs[spec['img_size_kw']] = size
+    model = MODELS.build(kwargs)
+    return model, model
+
+
+def _proc_status(key: str) -> int:
+    """A ``kB`` field of ``/proc/self/status`` in KiB."""
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith(key + ':'):
+                return int(line.split()[1])
+    raise KeyError(key)
+
+
+def _reset_peak_rss() -> Optional[int]:
+    """Reset the resident high-water mark; return the current RSS (KiB)."""
+    try:
+        with open('/proc/self/clear_refs', 'w') as f:
+            f.write('5')
+        return _proc_status('VmRSS')
+    except OSError:
+        return None
+
+
+def run_case(spec: dict, size: int, batch: int, warmup: int, runs: int,
+             device: str) -> dict:
+    """Time one model at one size in this process (see module docstring)."""
+    import torch
+    torch.manual_seed(0)
+    model, fn = _build(spec, size)
+    model.eval().to(device)
+    x = torch.randn(batch, 3, size, size, device=device)
+    cuda = device.startswith('cuda')
+    with torch.no_grad():
+        start_maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        for _ in range(warmup):
+            fn(x)
+        if cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
+        base_rss = None if cuda else _reset_peak_rss()
+        times = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            fn(x)
+            if cuda:
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t0)
+        if cuda:
+            peak = (torch.cuda.max_memory_allocated() - base) / 2**20
+        elif base_rss is not None:
+            peak = (_proc_status('VmHWM') - base_rss) / 1024
+        else:
+            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            peak = (rss - start_maxrss) / 1024  # KiB on Linux
+    return dict(
+        size=size,
+        time_s=statistics.median(times),
+        time_mean_s=statistics.fmean(times),
+        times_s=times,
+        peak_mem_mib=round(peak, 1),
+        params=sum(p.numel() for p in model.parameters()))
+
+
+def _subprocess_case(spec, size, args) -> dict:
+    payload = json.dumps(
+        dict(spec=spec, size=size, batch=args.batch, warmup=args.warmup,
+             runs=args.runs, device=args.device))
+    env = dict(os.environ)
+    env['MALLOC_MMAP_THRESHOLD_'] = '131072'
+    if args.threads:
+        env['OMP_NUM_THREADS'] = str(args.threads)
+    res = subprocess.run(
+        [sys.executable, osp.abspath(__file__), '--_case', payload],
+        capture_output=True, text=True, env=env)
+    lines = [l for l in res.stdout.splitlines() if l.startswith('{"size"')]
+    if res.returncode != 0 or not lines:
+        raise RuntimeError(f'benchmark case {spec["name"]} at {size} failed:'
+                           f'\n{res.stdout[-2000:]}\n{res.stderr[-4000:]}')
+    return json.loads(lines[-1])
+
+
+def plot(result: dict, path: str) -> None:
+    """Time and peak memory against the input size, one line per model."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for model in result['models']:
+        sizes = [r['size'] for r in model['results']]
+        axes[0].plot(sizes, [r['time_s'] for r in model['results']], 'o-',
+                     label=model['name'])
+        axes[1].plot(sizes, [r['peak_mem_mib'] for r in model['results']],
+                     'o-', label=model['name'])
+    axes[0].set_ylabel('median inference time (s)')
+    axes[0].set_yscale('log')
+    axes[1].set_ylabel('peak extra memory (MiB)')
+    for ax in axes:
+        ax.set_xlabel('input size (S x S)')
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+    fig.suptitle(f'batch {result["batch"]}, {result["device"]}, '
+                 f'{result["threads"]} threads')
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _arch_name(arch: Optional[str]) -> str:
+    if arch is None:
+        return 'default'
+    return 'custom' if arch.strip().startswith('{') else arch
+
+
+def comparison_table(result: dict) -> str:
+    """Markdown table of the models side by side (ratios vs the first)."""
+    models = result['models']
+    head = ['size'] + [f'{m["name"]} time (s)' for m in models]
+    head += [f'{m["name"]} mem (MiB)' for m in models]
+    if len(models) == 2:
+        head += [f'{models[0]["name"]} speed-up', 'memory saved']
+    lines = ['| ' + ' | '.join(head) + ' |', '|' + ' ---: |' * len(head)]
+    for i, row in enumerate(models[0]['results']):
+        rows = [m['results'][i] for m in models]
+        cells = [str(row['size'])] + [f'{r["time_s"]:.3f}' for r in rows]
+        cells += [f'{r["peak_mem_mib"]:.1f}' for r in rows]
+        if len(models) == 2:
+            a, b = rows
+            cells.append(f'{b["time_s"] / a["time_s"]:.2f}x')
+            saved = (1 - a['peak_mem_mib'] / b['peak_mem_mib']
+                     if b['peak_mem_mib'] > 0 else float('nan'))
+            cells.append(f'{100 * saved:.1f}%')
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+
+def _spec(name, config=None, backbone=None, arch=None, img_size_kw=None,
+          kwargs=None):
+    return dict(name=name, config=config, backbone=backbone, arch=arch,
+                img_size_kw=img_size_kw, kwargs=kwargs)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--config', help='benchmark this config\'s model')
+    parser.add_argument('--backbone', help='benchmark this backbone type')
+    parser.add_argument('--arch', help='arch of --backbone (name or JSON)')
+    parser.add_argument('--compare-config', help='comparison config')
+    parser.add_argument('--compare-backbone', help='comparison backbone type '
+                        '(e.g. mmpretrain.VisionTransformer)')
+    parser.add_argument('--compare-arch', help='arch of --compare-backbone')
+    parser.add_argument(
+        '--img-size-kw', default='img_size', help='keyword the backbones '
+        'take for their input size ("" for none); Vim and mmpretrain\'s ViT '
+        'build their position embedding for it')
+    parser.add_argument('--sizes', type=int, nargs='+',
+                        default=[224, 512, 768, 1024])
+    parser.add_argument('--batch', type=int, default=1)
+    parser.add_argument('--warmup', type=int, default=1)
+    parser.add_argument('--runs', type=int, default=3)
+    parser.add_argument('--threads', type=int, default=None,
+                        help='OMP_NUM_THREADS of the cases')
+    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--out', default='work_dirs/benchmark',
+                        help='writes OUT.json and OUT.png')
+    parser.add_argument('--_case', help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args._case is None and (args.config is None) == (args.backbone is
+                                                         None):
+        parser.error('give either --config or --backbone')
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args._case is not None:
+        case = json.loads(args._case)
+        print(json.dumps(run_case(**case)), flush=True)
+        return None
+    kw = args.img_size_kw or None
+    specs = [
+        _spec(osp.splitext(osp.basename(args.config))[0], config=args.config)
+        if args.config else _spec(f'{args.backbone}-{_arch_name(args.arch)}',
+                                  backbone=args.backbone, arch=args.arch,
+                                  img_size_kw=kw)
+    ]
+    if args.compare_config:
+        specs.append(
+            _spec(osp.splitext(osp.basename(args.compare_config))[0],
+                  config=args.compare_config))
+    elif args.compare_backbone:
+        specs.append(
+            _spec(f'{args.compare_backbone.split(".")[-1]}-'
+                  f'{_arch_name(args.compare_arch)}', backbone=args.compare_backbone,
+                  arch=args.compare_arch, img_size_kw=kw))
+    sizes = sorted(set(args.sizes))
+    import torch
+    result = dict(
+        device=args.device if args.device != 'cpu' else
+        f'cpu ({platform.processor() or platform.machine()}, '
+        f'{os.cpu_count()} cores)',
+        threads=args.threads or torch.get_num_threads(),
+        batch=args.batch,
+        warmup=args.warmup,
+        runs=args.runs,
+        statistic='median',
+        memory_method=MEMORY_METHODS['cuda' if args.device.startswith('cuda')
+                                     else 'cpu'],
+        models=[])
+    for spec in specs:
+        rows: List[dict] = []
+        for size in sizes:
+            row = _subprocess_case(spec, size, args)
+            rows.append(row)
+            print(f'{spec["name"]:>32s} {size:5d}: {row["time_s"]:8.3f} s '
+                  f'{row["peak_mem_mib"]:9.1f} MiB', flush=True)
+        result['models'].append(
+            dict(name=spec['name'], spec=spec, results=rows))
+    out_dir = osp.dirname(args.out)
+    if out_dir:
+        os.makedirs(out_dir, exist_ok=True)
+    with open(args.out + '.json', 'w') as f:
+        json.dump(result, f, indent=2)
+    plot(result, args.out + '.png')
+    print(comparison_table(result))
+    print(f'wrote {args.out}.json and {args.out}.png')
+    return result
+
+
+if __name__ == '__main__':
+    main()
