@@ -26,7 +26,7 @@ from mmpretrain.models.heads import ClsHead
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
-from mmssm.models.backbones.groupmamba import unwrap_state_dict
+from mmssm.utils.checkpoint import unwrap_state_dict
 from mmssm.registry import register_model
 
 __all__ = ['DistillImageClassifier', 'GroupMambaDistHead']

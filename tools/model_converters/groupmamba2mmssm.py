@@ -21,8 +21,8 @@ import os.path as osp
 import torch
 from mmengine.runner.checkpoint import CheckpointLoader
 
-from mmssm.models.backbones.groupmamba import (convert_groupmamba,
-                                               unwrap_state_dict)
+from mmssm.models.backbones.groupmamba import EMA_FIRST, convert_groupmamba
+from mmssm.utils.checkpoint import unwrap_state_dict
 
 __all__ = ['convert_groupmamba', 'main']
 
@@ -42,7 +42,7 @@ def main(argv=None):
 
     checkpoint = CheckpointLoader.load_checkpoint(args.src, map_location='cpu')
     state_dict = convert_groupmamba(
-        unwrap_state_dict(checkpoint),
+        unwrap_state_dict(checkpoint, EMA_FIRST),
         with_cls_block=args.keep in ('cls', 'heads'),
         with_heads=args.keep == 'heads')
     if osp.dirname(args.dst):

@@ -26,39 +26,7 @@ from mmengine.runner import CheckpointLoader
 
 from mmssm.models.backbones.mambaout import (convert_mambaout,
                                              mambaout_checkpoint_layout)
-
-
-def unwrap_state_dict(checkpoint, use_ema=False):
-    """Return the flat state dict of a loaded checkpoint.
-
-    Args:
-        checkpoint (dict): What the checkpoint file holds.
-        use_ema (bool): Prefer the ``'model_ema'`` weights when present.
-
-    Returns:
-        OrderedDict: Tensors keyed without a ``module.`` prefix.
-    """
-    if not isinstance(checkpoint, dict):
-        raise TypeError('Expected the checkpoint to hold a dict, got '
-                        f'{type(checkpoint).__name__}')
-    order = ('model_ema', 'state_dict', 'model') if use_ema else \
-        ('state_dict', 'model', 'model_ema')
-    if use_ema and 'model_ema' not in checkpoint:
-        raise KeyError('--ema was given but the checkpoint has no '
-                       f"'model_ema' entry (keys: {sorted(checkpoint)[:10]})")
-    state_dict = checkpoint
-    for key in order:
-        if isinstance(checkpoint.get(key), dict):
-            state_dict = checkpoint[key]
-            break
-    out = OrderedDict()
-    for key, value in state_dict.items():
-        if not isinstance(value, torch.Tensor):
-            raise TypeError(f'Entry {key!r} of the checkpoint is a '
-                            f'{type(value).__name__}, not a tensor: this is '
-                            'not a (known) wrapped state dict')
-        out[key[len('module.'):] if key.startswith('module.') else key] = value
-    return out
+from mmssm.utils.checkpoint import unwrap_state_dict
 
 
 def load_source(path):

@@ -31,7 +31,8 @@ import torch
 from mmengine.runner.checkpoint import CheckpointLoader
 
 import mmssm  # noqa: F401  (torch safe globals for the official files)
-from mmssm.models.backbones.vim import convert_vim, unwrap_vim_checkpoint
+from mmssm.models.backbones.vim import convert_vim
+from mmssm.utils.checkpoint import unwrap_state_dict
 
 __all__ = ['convert_vim', 'main']
 
@@ -48,7 +49,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     checkpoint = CheckpointLoader.load_checkpoint(args.src, map_location='cpu')
-    state_dict = convert_vim(unwrap_vim_checkpoint(checkpoint, args.ema))
+    state_dict = convert_vim(unwrap_state_dict(checkpoint, use_ema=args.ema))
     if args.no_head:
         state_dict = type(state_dict)(
             (k, v) for k, v in state_dict.items() if not k.startswith('head.'))

@@ -25,6 +25,7 @@ from mmengine.runner.checkpoint import CheckpointLoader
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmssm.registry import register_model
+from mmssm.utils.checkpoint import unwrap_state_dict
 from ..layers.backbone_utils import (check_image_input, parse_arch,
                                      parse_out_indices, stage_drop_path_rates)
 from ..layers.ss2d import SCAN_DIRECTIONS, SS2D, GroupedSS2D
@@ -503,7 +504,7 @@ class GroupMamba(BaseModule):
         logger = MMLogger.get_current_instance()
         ckpt = CheckpointLoader.load_checkpoint(
             checkpoint, map_location='cpu', logger=logger)
-        state_dict = unwrap_state_dict(ckpt)
+        state_dict = unwrap_state_dict(ckpt, EMA_FIRST)
         if prefix:
             if not prefix.endswith('.'):
                 prefix += '.'
@@ -600,15 +601,8 @@ class GroupMamba(BaseModule):
 # ----------------------------------------------------------------------
 # official checkpoints
 # ----------------------------------------------------------------------
-def unwrap_state_dict(checkpoint: dict) -> Dict[str, torch.Tensor]:
-    """The state dict of a checkpoint file: ``state_dict``, ``model_ema``
-    (the official release is EMA weights), ``model`` or the flat dict."""
-    if not isinstance(checkpoint, dict):
-        raise TypeError(f'checkpoint must be a dict, got {type(checkpoint)}')
-    for key in ('state_dict', 'model_ema', 'model'):
-        if key in checkpoint and isinstance(checkpoint[key], dict):
-            return checkpoint[key]
-    return checkpoint
+#: Official GroupMamba releases are EMA weights: prefer them.
+EMA_FIRST = ('state_dict', 'model_ema', 'model')
 
 
 def is_official_groupmamba(state_dict: Dict[str, torch.Tensor]) -> bool:

@@ -37,6 +37,7 @@ from mmengine.model.weight_init import trunc_normal_
 from mmengine.runner.checkpoint import CheckpointLoader
 
 from mmssm.registry import register_model
+from mmssm.utils.checkpoint import unwrap_state_dict
 from ..layers.backbone_utils import (check_image_input, parse_arch,
                                      parse_out_indices)
 from ..layers.mamba import BiMambaMixer
@@ -44,7 +45,7 @@ from ..layers.norm import RMSNorm
 
 __all__ = [
     'Vim', 'VimLayer', 'VimPatchEmbed', 'resize_vim_pos_embed', 'convert_vim',
-    'unwrap_vim_checkpoint', 'cls_token_index', 'mamba_reg_layout'
+    'cls_token_index', 'mamba_reg_layout'
 ]
 
 
@@ -230,36 +231,6 @@ def convert_vim(state_dict: Dict[str, torch.Tensor]) -> 'OrderedDict':
                    and 'backbone.pos_embed_cls' not in out)
         _square_grid(rows - int(has_cls), 'convert_vim')
     return out
-
-
-def unwrap_vim_checkpoint(checkpoint: dict, use_ema: bool = False) -> dict:
-    """Take the state dict out of a loaded checkpoint.
-
-    Looks for ``'state_dict'`` (OpenMMLab), ``'model'`` (official hustvl/Vim,
-    DeiT style) or, with ``use_ema`` or when nothing else is there,
-    ``'model_ema'``; a flat dict of tensors is returned as is. A ``module.``
-    prefix (DDP) is stripped.
-
-    Args:
-        checkpoint (dict): What ``torch.load`` returned.
-        use_ema (bool): Prefer ``'model_ema'``. Defaults to False.
-
-    Returns:
-        dict: The state dict.
-    """
-    if not isinstance(checkpoint, dict):
-        raise TypeError('a Vim checkpoint must be a dict, got '
-                        f'{type(checkpoint).__name__}')
-    keys = ('model_ema', 'state_dict', 'model') if use_ema else (
-        'state_dict', 'model', 'model_ema')
-    state_dict = checkpoint
-    for key in keys:
-        if isinstance(checkpoint.get(key), dict):
-            state_dict = checkpoint[key]
-            break
-    return OrderedDict(
-        (k[len('module.'):] if k.startswith('module.') else k, v)
-        for k, v in state_dict.items())
 
 
 class VimPatchEmbed(nn.Module):
@@ -634,7 +605,7 @@ class Vim(BaseModule):
         logger = MMLogger.get_current_instance()
         ckpt = CheckpointLoader.load_checkpoint(
             checkpoint, map_location=map_location, logger=logger)
-        state_dict = unwrap_vim_checkpoint(ckpt)
+        state_dict = unwrap_state_dict(ckpt)
         if prefix is None:
             if any(k.startswith('layers.') for k in state_dict):
                 state_dict = convert_vim(state_dict)
