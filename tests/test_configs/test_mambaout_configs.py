@@ -36,7 +36,9 @@ def test_every_config_has_one_custom_imports():
     assert len(files) >= 13
     for f in files:
         text = open(f).read()
-        assert text.count('custom_imports') == 1, f
+        # set once per leaf: in the file itself or in the sibling it extends
+        assert text.count('custom_imports') == (0 if "_base_ = './" in text
+                                                else 1), f
         cfg = Config.fromfile(f)
         assert 'mmssm' in cfg.custom_imports['imports']
         assert cfg.default_scope in ('mmdet', 'mmseg', 'mmpretrain')
