@@ -1,6 +1,7 @@
 # Mask R-CNN 3x multi-scale with GroupMamba-S on COCO (see the Tiny config).
 _base_ = ['./mask-rcnn_groupmamba-tiny_fpn_ms-3x_coco.py']
-custom_imports = dict(imports=['mmssm'], allow_failed_imports=False)
+custom_imports = dict(
+    imports=['mmssm', 'mmssm.det'], allow_failed_imports=False)
 
 pretrained = 'checkpoints/groupmamba_small.pth'
 model = dict(

@@ -5,7 +5,8 @@
 # configs/groupmamba/groupmamba-ss2d4-tiny_distill-regnety160_8xb128_in1k.py
 # and point `pretrained` at the result.
 _base_ = ['./mask-rcnn_groupmamba-tiny_fpn_1x_coco.py']
-custom_imports = dict(imports=['mmssm'], allow_failed_imports=False)
+custom_imports = dict(
+    imports=['mmssm', 'mmssm.det'], allow_failed_imports=False)
 
 pretrained = 'checkpoints/groupmamba-ss2d4-tiny_in1k.pth'
 model = dict(

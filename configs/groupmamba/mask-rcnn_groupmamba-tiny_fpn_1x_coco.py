@@ -3,8 +3,12 @@
 # 1000 iterations; the training pipeline and schedule are mmdet's Swin-T
 # config). GroupMamba released no detection code: drop_path_rate 0.2 (Swin-T's
 # value) is our choice. No weight decay on norms, A_logs, Ds and skip_scale.
-_base_ = ['mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py']
-custom_imports = dict(imports=['mmssm'], allow_failed_imports=False)
+_base_ = [
+    'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py',
+    '../_base_/tta/det_tta.py'
+]
+custom_imports = dict(
+    imports=['mmssm', 'mmssm.det'], allow_failed_imports=False)
 
 # Official ImageNet EMA weights (groupmamba_tiny from Amshaker/GroupMamba),
 # downloaded by the user; converted on the fly (or use

@@ -1,8 +1,12 @@
 # Mask R-CNN 3x multi-scale with GroupMamba-T on COCO: mmdet's Swin-T
 # ms-crop-3x recipe (multi-scale resize 480-800 with the DETR crop branch,
 # 36 epochs, steps at 27 and 33, AdamW lr 1e-4, wd 0.05).
-_base_ = ['mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_ms-crop-3x_coco.py']
-custom_imports = dict(imports=['mmssm'], allow_failed_imports=False)
+_base_ = [
+    'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_ms-crop-3x_coco.py',
+    '../_base_/tta/det_tta.py'
+]
+custom_imports = dict(
+    imports=['mmssm', 'mmssm.det'], allow_failed_imports=False)
 
 pretrained = 'checkpoints/groupmamba_tiny.pth'
 model = dict(

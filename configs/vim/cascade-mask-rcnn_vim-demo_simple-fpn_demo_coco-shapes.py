@@ -6,9 +6,11 @@
 _base_ = [
     'mmdet::_base_/models/cascade-mask-rcnn_r50_fpn.py',
     '../_base_/datasets/coco-shapes_instance.py',
-    '../_base_/demo_runtime_det.py'
+    '../_base_/demo_runtime_det.py',
+    '../_base_/tta/det_tta_coco-shapes.py'
 ]
-custom_imports = dict(imports=['mmssm'], allow_failed_imports=False)
+custom_imports = dict(
+    imports=['mmssm', 'mmssm.det'], allow_failed_imports=False)
 
 num_classes = 5
 channels = 128

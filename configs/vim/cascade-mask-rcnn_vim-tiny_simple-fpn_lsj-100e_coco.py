@@ -9,9 +9,11 @@
 # 4conv1fc box heads and mask head with LayerNorm.
 _base_ = [
     'mmdet::_base_/models/cascade-mask-rcnn_r50_fpn.py',
-    'mmdet::common/lsj-100e_coco-instance.py'
+    'mmdet::common/lsj-100e_coco-instance.py',
+    '../_base_/tta/det_tta.py'
 ]
-custom_imports = dict(imports=['mmssm'], allow_failed_imports=False)
+custom_imports = dict(
+    imports=['mmssm', 'mmssm.det'], allow_failed_imports=False)
 
 # Official ImageNet weights (hustvl/Vim-tiny-midclstok), downloaded by the
 # user; the class-token row is dropped from the middle of pos_embed and the

@@ -6,9 +6,11 @@
 _base_ = [
     '../_base_/models/mask-rcnn_fpn_demo.py',
     '../_base_/datasets/coco-shapes_instance.py',
-    '../_base_/demo_runtime_det.py'
+    '../_base_/demo_runtime_det.py',
+    '../_base_/tta/det_tta_coco-shapes.py'
 ]
-custom_imports = dict(imports=['mmssm'], allow_failed_imports=False)
+custom_imports = dict(
+    imports=['mmssm', 'mmssm.det'], allow_failed_imports=False)
 
 embed_dims = 96
 model = dict(

@@ -4,7 +4,8 @@
 # [[0, 11], [12, 23], [24, 35], [36, 47]]. Measured: 383.2 M parameters
 # (ViT-Adapter-L Mask R-CNN: 348 M; Vim-Reg-L 339.0 M vs ViT-L 303.3 M).
 _base_ = ['./mask-rcnn_vim-reg-base-adapter_fpn_1x_coco.py']
-custom_imports = dict(imports=['mmssm'], allow_failed_imports=False)
+custom_imports = dict(
+    imports=['mmssm', 'mmssm.det'], allow_failed_imports=False)
 
 # https://huggingface.co/Wangf3014/Mamba-Reg/resolve/main/mambar_large_patch16_224.pth  # noqa: E501
 pretrained = 'checkpoints/mambar_large_patch16_224.pth'

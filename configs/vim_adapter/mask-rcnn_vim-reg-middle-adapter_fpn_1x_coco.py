@@ -5,7 +5,8 @@
 # `pretrained` at a ShuffleMamba-Reg-M (or Mamba-Reg layout) checkpoint.
 # Measured: 102.8 M parameters.
 _base_ = ['./mask-rcnn_vim-reg-base-adapter_fpn_1x_coco.py']
-custom_imports = dict(imports=['mmssm'], allow_failed_imports=False)
+custom_imports = dict(
+    imports=['mmssm', 'mmssm.det'], allow_failed_imports=False)
 
 pretrained = 'checkpoints/shufflemamba_reg_middle.pth'
 embed_dims = 576

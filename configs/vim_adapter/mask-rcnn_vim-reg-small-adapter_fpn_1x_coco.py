@@ -4,7 +4,8 @@
 # 0.2). Measured: 51.6 M parameters (ViT-Adapter-S Mask R-CNN: 48 M;
 # Vim-Reg-S is 25.4 M, DeiT-S 21.7 M).
 _base_ = ['./mask-rcnn_vim-reg-base-adapter_fpn_1x_coco.py']
-custom_imports = dict(imports=['mmssm'], allow_failed_imports=False)
+custom_imports = dict(
+    imports=['mmssm', 'mmssm.det'], allow_failed_imports=False)
 
 # https://huggingface.co/Wangf3014/Mamba-Reg/resolve/main/mambar_small_patch16_224.pth  # noqa: E501
 pretrained = 'checkpoints/mambar_small_patch16_224.pth'
