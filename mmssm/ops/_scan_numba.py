@@ -3,7 +3,8 @@
 Layout: ``u``, ``dt``, ``y`` and their gradients are ``(Bt, D, L)``, ``B`` and
 ``C`` ``(Bt, G, N, L)``, as the op takes them (no copies); only ``A`` is
 transposed to ``(N, D)`` and the small states are ``(Bt, N, D)``. The work is
-split into (batch, channel block) items run in parallel; each item keeps its
+split into (batch, channel block) items, ranges of which the caller runs on
+its threads; each item keeps its
 ``(N, BLOCK)`` state in local arrays, vectorised over the block of channels,
 and walks the tokens in the order ``idx[k]`` (the tokens are read and written
 through the index, never gathered into copies).
@@ -18,7 +19,7 @@ import math
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, prange, types
+from numba import njit, types
 from numba.extending import intrinsic, overload
 
 #: Channels per work item (the inner, vectorised loop).
@@ -78,12 +79,15 @@ def _fast_exp_overload(x):
     return impl64
 
 
-_JIT = dict(parallel=True, fastmath=True, cache=True, nogil=True)
+# No numba threading layer: the caller runs ranges of work items on its own
+# threads (the kernels release the GIL). numba's workqueue layer spins and
+# costs milliseconds per launch on a busy machine.
+_JIT = dict(fastmath=True, cache=True, nogil=True)
 
 
 @njit(**_JIT)
 def scan_fwd(u, dt, at, bm, cm, idx, blk_start, blk_len, blk_group, blk_order,
-             every, y, ckpt, last):
+             every, y, ckpt, last, w_begin, w_end):
     """Forward scan; writes ``y``, the checkpoints and the last state.
 
     Args:
@@ -93,11 +97,12 @@ def scan_fwd(u, dt, at, bm, cm, idx, blk_start, blk_len, blk_group, blk_order,
         every: checkpoint interval. y: ``(Bt, D, L)`` output.
         ckpt: ``(Bt, ceil(L / every), N, D)`` state before each segment.
         last: ``(Bt, N, D)`` state after the last visited token.
+        w_begin, w_end: range of work items (batch * block) to compute.
     """
     nbatch, _, length = u.shape
     nstate = at.shape[0]
     nblk = blk_start.shape[0]
-    for w in prange(nbatch * nblk):
+    for w in range(w_begin, w_end):
         b = w // nblk
         blk = w - b * nblk
         d0 = blk_start[blk]
@@ -143,7 +148,7 @@ def scan_fwd(u, dt, at, bm, cm, idx, blk_start, blk_len, blk_group, blk_order,
 
 @njit(**_JIT)
 def scan_bwd(u, dt, at, bm, cm, idx, blk_start, blk_len, blk_group, blk_order,
-             every, ckpt, gy, glast, du, ddt, dat, dbp, dcp):
+             every, ckpt, gy, glast, du, ddt, dat, dbp, dcp, w_begin, w_end):
     """Backward scan: recompute each segment from its checkpoint, walk back.
 
     Args:
@@ -154,12 +159,13 @@ def scan_bwd(u, dt, at, bm, cm, idx, blk_start, blk_len, blk_group, blk_order,
             over the batch by the caller). dbp, dcp: ``(Bt, nb, N, L)``
             per-block partial gradients of B and C (summed over the blocks of
             each group by the caller).
+        w_begin, w_end: range of work items (batch * block) to compute.
     """
     nbatch, _, length = u.shape
     nstate = at.shape[0]
     nblk = blk_start.shape[0]
     nseg = ckpt.shape[1]
-    for w in prange(nbatch * nblk):
+    for w in range(w_begin, w_end):
         b = w // nblk
         blk = w - b * nblk
         d0 = blk_start[blk]

@@ -11,8 +11,10 @@ mamba_ssm CUDA kernel, instead of keeping the ``(B, D, L, N)`` states.
 
 Two engines compute it:
 
-* numba (when importable, the default): compiled, parallel over (batch,
-  block of 16 channels), vectorised over the channels of a block; the tokens
+* numba (when importable, the default): compiled, vectorised over the
+  channels of a block of 16, the (batch, block) items split over
+  ``torch.get_num_threads()`` Python threads (the kernels release the GIL;
+  numba's own threading layer is not used); the tokens
   are read and written through the order index, in the layout the op gets
   them: no permuted or transposed copies.
 * torch (fallback when numba is missing, or ``MMSSM_SCAN_CPU_ENGINE=torch``):
@@ -24,6 +26,7 @@ for float64 inputs (for ``gradcheck``).
 """
 import math
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from torch import Tensor
@@ -75,10 +78,29 @@ def _block_plan(dim: int, groups: int, num_orders: int):
         for x in (start, length, group, order))
 
 
-def _set_numba_threads():
-    import numba
-    numba.set_num_threads(
-        max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+_EXECUTORS = {}
+
+
+def _run_parallel(kernel, args, num_items: int):
+    """Run ``kernel(*args, begin, end)`` over ``num_items`` work items.
+
+    The items are split into ``torch.get_num_threads()`` contiguous ranges run
+    on a thread pool (the numba kernels release the GIL).
+    """
+    threads = max(1, min(torch.get_num_threads(), num_items))
+    if threads == 1:
+        kernel(*args, 0, num_items)
+        return
+    if threads not in _EXECUTORS:
+        _EXECUTORS[threads] = ThreadPoolExecutor(
+            threads, thread_name_prefix='mmssm_scan')
+    bounds = [num_items * i // threads for i in range(threads + 1)]
+    futures = [
+        _EXECUTORS[threads].submit(kernel, *args, bounds[i], bounds[i + 1])
+        for i in range(threads)
+    ]
+    for f in futures:
+        f.result()
 
 
 def _nb(x: Tensor):
@@ -105,11 +127,11 @@ class SelectiveScanCPUFunction(torch.autograd.Function):
             y = torch.empty_like(u)
             ckpt = u.new_empty(nbatch, nseg, nstate, dim)
             last = u.new_empty(nbatch, nstate, dim)
-            _set_numba_threads()
-            _scan_numba.scan_fwd(_nb(u), _nb(dt), _nb(A.t().contiguous()),
-                                 _nb(B), _nb(C), _nb(perm),
-                                 *(_nb(x) for x in plan), every, _nb(y),
-                                 _nb(ckpt), _nb(last))
+            _run_parallel(_scan_numba.scan_fwd,
+                          (_nb(u), _nb(dt), _nb(A.t().contiguous()), _nb(B),
+                           _nb(C), _nb(perm), *(_nb(x) for x in plan), every,
+                           _nb(y), _nb(ckpt), _nb(last)),
+                          nbatch * plan[0].shape[0])
             last = last.transpose(1, 2).contiguous()
         else:
             y, ckpt, last = _torch_fwd(u, dt, A, B, C, perm, every)
@@ -137,12 +159,12 @@ class SelectiveScanCPUFunction(torch.autograd.Function):
             dat = u.new_empty(nbatch, nstate, dim)
             dbp = u.new_empty(nbatch, nblk, nstate, length)
             dcp = u.new_empty(nbatch, nblk, nstate, length)
-            _set_numba_threads()
-            _scan_numba.scan_bwd(
-                _nb(u), _nb(dt), _nb(A.t().contiguous()), _nb(B), _nb(C),
-                _nb(perm), *(_nb(x) for x in plan), ctx.every, _nb(ckpt),
-                _nb(gy), _nb(glast.transpose(1, 2).contiguous()), _nb(du),
-                _nb(ddt), _nb(dat), _nb(dbp), _nb(dcp))
+            _run_parallel(
+                _scan_numba.scan_bwd,
+                (_nb(u), _nb(dt), _nb(A.t().contiguous()), _nb(B), _nb(C),
+                 _nb(perm), *(_nb(x) for x in plan), ctx.every, _nb(ckpt),
+                 _nb(gy), _nb(glast.transpose(1, 2).contiguous()), _nb(du),
+                 _nb(ddt), _nb(dat), _nb(dbp), _nb(dcp)), nbatch * nblk)
             # Sum the per-block partials over the blocks of each group.
             dB = u.new_zeros(nbatch, groups, nstate, length)
             dC = u.new_zeros(nbatch, groups, nstate, length)

@@ -24,8 +24,10 @@ kernel loading), builds the inputs, then
   peak memory reported is the difference, i.e. what the call added on top of
   its inputs (tracemalloc does not see torch's allocations);
 * CUDA: ``torch.cuda.max_memory_allocated`` minus the allocation before.
-The time is the median of ``--reps`` calls (the measured one included, CUDA
-synchronised). ``fwd`` runs under ``torch.no_grad()`` (inference), ``fwd+bwd``
+The time is the median of ``--reps`` calls made after ``--warmup`` more calls
+(CUDA synchronised): the first calls at a new size are slower (fresh memory is
+page-faulted in until the allocator reuses it; expensive in some sandboxes),
+the steady state is what training sees. ``fwd`` runs under ``torch.no_grad()`` (inference), ``fwd+bwd``
 backpropagates ``ones`` from the output.
 
 Usage::
@@ -93,7 +95,8 @@ def _inputs(batch, dim, length, nstate, device):
     return [x.to(device).requires_grad_() for x in t]
 
 
-def run_case(impl, batch, dim, length, nstate, mode, reps, threads=None):
+def run_case(impl, batch, dim, length, nstate, mode, reps, threads=None,
+             warmup=2):
     """One measurement in this process; returns a dict."""
     import torch
     if threads:
@@ -126,15 +129,16 @@ def run_case(impl, batch, dim, length, nstate, mode, reps, threads=None):
         peak = torch.cuda.max_memory_allocated() - base
     else:
         peak = max(_peak_rss_bytes() - base, 0)
-    times = [first]
-    for _ in range(reps - 1):
+    times = []
+    for i in range(warmup + reps):
         for x in args:
             x.grad = None
         start = time.perf_counter()
         call(args)
-        times.append(time.perf_counter() - start)
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
     return dict(impl=impl, L=length, N=nstate, mode=mode, device=device,
-                time=statistics.median(times), peak=peak)
+                time=statistics.median(times), first=first, peak=peak)
 
 
 def available_impls():
@@ -163,6 +167,8 @@ def main():
     parser.add_argument('--states', type=int, nargs='+', default=STATES)
     parser.add_argument('--impls', nargs='+', default=None)
     parser.add_argument('--reps', type=int, default=None)
+    parser.add_argument('--warmup', type=int, default=2,
+                        help='untimed calls at full size before timing')
     parser.add_argument('--ref-max-len', type=int, default=4096,
                         help='skip the reference (and mamba_ssm-ref) above '
                         'this L: its autograd keeps (B, D, L, N) states')
@@ -191,7 +197,8 @@ def main():
                         continue
                     case = dict(impl=impl, batch=args.batch, dim=args.dim,
                                 length=length, nstate=nstate, mode=mode,
-                                reps=reps, threads=args.threads)
+                                reps=reps, threads=args.threads,
+                                warmup=args.warmup)
                     proc = subprocess.run(
                         [sys.executable, __file__, '--case',
                          json.dumps(case)], capture_output=True, text=True)
