@@ -9,6 +9,10 @@ Every available implementation runs forward and forward+backward at
 * ``cpu-torch``: the CPU path's pure-torch fallback engine (only with
   ``--impls``; a Python loop over L, minutes at L = 16384),
 * ``triton``: the Triton kernels (CUDA only),
+* ``ref-index`` (only with ``--impls``): the same loop written like
+  mamba_ssm's ``selective_scan_ref`` (``deltaA[:, :, i]`` indexing, whose
+  backward is quadratic in L); capped at ``--index-ref-max-len`` (1024),
+  the measured call only (no warm-up),
 * ``mamba_ssm``: ``selective_scan_fn`` of mamba_ssm (CUDA) and
   ``mamba_ssm-ref``: its ``selective_scan_ref``, when the package imports.
 
@@ -57,9 +61,33 @@ def _peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def _indexing_ref(u, delta, A, B, C, D, z, delta_bias):
+    """The loop with autograd in the style of mamba_ssm's selective_scan_ref.
+
+    Same maths as :func:`mmssm.ops.selective_scan_ref`, but it reads step
+    ``i`` as ``deltaA[:, :, i]`` (as mamba_ssm's reference does): the backward
+    of every such index fills a full ``(B, D, L, N)`` gradient, so its
+    backward costs ``O(B * D * L^2 * N)``. For comparison only.
+    """
+    import torch
+    import torch.nn.functional as F
+    delta = F.softplus(delta + delta_bias[:, None])
+    delta_a = torch.exp(torch.einsum('bdl,dn->bdln', delta, A))
+    delta_b_u = torch.einsum('bdl,bnl,bdl->bdln', delta, B, u)
+    h = u.new_zeros(u.shape[0], u.shape[1], A.shape[1])
+    ys = []
+    for i in range(u.shape[2]):
+        h = delta_a[:, :, i] * h + delta_b_u[:, :, i]
+        ys.append(torch.einsum('bdn,bn->bd', h, C[:, :, i]))
+    y = torch.stack(ys, dim=2) + u * D[:, None]
+    return y * F.silu(z)
+
+
 def _make_fn(impl: str):
     """Return ``fn(u, delta, A, B, C, D, z, delta_bias)`` and its device."""
     import torch
+    if impl == 'ref-index':
+        return _indexing_ref, 'cpu'
     if impl in ('ref', 'cpu', 'cpu-torch', 'triton'):
         from mmssm.ops import selective_scan
         if impl == 'cpu-torch':
@@ -138,7 +166,8 @@ def run_case(impl, batch, dim, length, nstate, mode, reps, threads=None,
         if i >= warmup:
             times.append(time.perf_counter() - start)
     return dict(impl=impl, L=length, N=nstate, mode=mode, device=device,
-                time=statistics.median(times), first=first, peak=peak)
+                time=statistics.median(times) if times else first,
+                first=first, peak=peak)
 
 
 def available_impls():
@@ -176,6 +205,7 @@ def main():
                         help='torch (and numba) threads in every case; '
                         'default: torch default. On a shared, loaded machine '
                         'use 1: OpenMP teams then spin instead of working')
+    parser.add_argument('--index-ref-max-len', type=int, default=1024)
     parser.add_argument('--json', help='also write the rows to this file')
     parser.add_argument('--case', help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -190,6 +220,12 @@ def main():
         for length in lengths:
             for mode in ('fwd', 'fwd+bwd'):
                 for impl in impls:
+                    if impl == 'ref-index' and (length >
+                                                args.index_ref_max_len):
+                        print(f'# skipped {impl} at L={length} '
+                              f'(> --index-ref-max-len '
+                              f'{args.index_ref_max_len})', flush=True)
+                        continue
                     if impl.endswith('ref') and length > args.ref_max_len:
                         print(f'# skipped {impl} at L={length} '
                               f'(> --ref-max-len {args.ref_max_len})',
@@ -199,6 +235,8 @@ def main():
                                 length=length, nstate=nstate, mode=mode,
                                 reps=reps, threads=args.threads,
                                 warmup=args.warmup)
+                    if impl == 'ref-index':
+                        case.update(reps=0, warmup=0)  # the measured call only
                     proc = subprocess.run(
                         [sys.executable, __file__, '--case',
                          json.dumps(case)], capture_output=True, text=True)
