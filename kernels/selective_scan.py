@@ -177,14 +177,16 @@ def _scan_bwd_kernel(u_ptr, dt_ptr, a_ptr, b_ptr, c_ptr, perm_ptr, ckpt_ptr,
 
 
 def _block_sizes(dim: int, nstate: int, block_d=None, block_l=None):
-    """Channels per program and tile length (register budget ~ BD*BL*NP)."""
+    """Channels per program, tile length and warps (budget ~ BD*BL*NP)."""
     np2 = triton.next_power_of_2(nstate)
     if block_l is None:
         block_l = 64
     if block_d is None:
         block_d = max(1, min(triton.next_power_of_2(dim), 4096 //
                              (block_l * np2), 32))
-    return np2, block_d, block_l
+    # About 32 fp32 values per thread for each (BD, BL, NP) tile in flight.
+    num_warps = 8 if block_d * block_l * np2 >= 4096 else 4
+    return np2, block_d, block_l, num_warps
 
 
 class SelectiveScanTritonFunction(torch.autograd.Function):
@@ -201,7 +203,8 @@ class SelectiveScanTritonFunction(torch.autograd.Function):
         perm = perm.to(device=u.device, dtype=torch.int64).contiguous()
         nbatch, dim, length = u.shape
         groups, nstate = B.shape[1], A.shape[1]
-        np2, block_d, block_l = _block_sizes(dim, nstate, block_d, block_l)
+        np2, block_d, block_l, num_warps = _block_sizes(
+            dim, nstate, block_d, block_l)
         ntile = triton.cdiv(length, block_l)
         y = torch.empty(nbatch, dim, length, device=u.device,
                         dtype=torch.float32)
@@ -213,15 +216,15 @@ class SelectiveScanTritonFunction(torch.autograd.Function):
         _scan_fwd_kernel[grid](
             u, dt, A, B, C, perm, y, ckpt, last, dim, length, ntile,
             dim // perm.shape[0], dim // groups, G=groups, N=nstate, NP=np2,
-            BLOCK_D=block_d, BLOCK_L=block_l)
+            BLOCK_D=block_d, BLOCK_L=block_l, num_warps=num_warps)
         ctx.save_for_backward(u, dt, A, B, C, perm, ckpt)
-        ctx.blocks = (np2, block_d, block_l, ntile)
+        ctx.blocks = (np2, block_d, block_l, ntile, num_warps)
         return y.to(u.dtype), last.to(u.dtype)
 
     @staticmethod
     def backward(ctx, gy, glast):
         u, dt, A, B, C, perm, ckpt = ctx.saved_tensors
-        np2, block_d, block_l, ntile = ctx.blocks
+        np2, block_d, block_l, ntile, num_warps = ctx.blocks
         nbatch, dim, length = u.shape
         groups, nstate = B.shape[1], A.shape[1]
         if gy is None:
@@ -241,7 +244,8 @@ class SelectiveScanTritonFunction(torch.autograd.Function):
         _scan_bwd_kernel[grid](
             u, dt, A, B, C, perm, ckpt, gy, glast, du, ddt, da, db, dc, dim,
             length, ntile, per_order, per_group, G=groups, N=nstate, NP=np2,
-            BLOCK_D=block_d, BLOCK_L=block_l, UNIFORM=uniform)
+            BLOCK_D=block_d, BLOCK_L=block_l, UNIFORM=uniform,
+            num_warps=num_warps)
         return (du.to(u.dtype), ddt.to(dt.dtype), da.sum(0).to(A.dtype),
                 db.to(B.dtype), dc.to(C.dtype), None, None, None)
 
