@@ -91,12 +91,14 @@ def _run_parallel(kernel, args, num_items: int):
     if threads == 1:
         kernel(*args, 0, num_items)
         return
-    if threads not in _EXECUTORS:
-        _EXECUTORS[threads] = ThreadPoolExecutor(
+    # Keyed by pid too: a forked child has none of its parent's threads.
+    key = (os.getpid(), threads)
+    if key not in _EXECUTORS:
+        _EXECUTORS[key] = ThreadPoolExecutor(
             threads, thread_name_prefix='mmssm_scan')
     bounds = [num_items * i // threads for i in range(threads + 1)]
     futures = [
-        _EXECUTORS[threads].submit(kernel, *args, bounds[i], bounds[i + 1])
+        _EXECUTORS[key].submit(kernel, *args, bounds[i], bounds[i + 1])
         for i in range(threads)
     ]
     for f in futures:

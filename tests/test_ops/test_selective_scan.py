@@ -1,5 +1,7 @@
 """Tests of mmssm.ops.selective_scan: the reference, the CPU path, dispatch."""
 import math
+import os
+import signal
 
 import pytest
 import torch
@@ -206,6 +208,28 @@ def test_cpu_non_contiguous_inputs(engine):
     want = run_scan(selective_scan_ref, t, order='reverse')
     got = run_scan(cpu_scan, views, order='reverse')
     assert compare(got, want) == []
+
+
+def test_cpu_threads_and_fork():
+    # Two threads split the channel blocks; a forked child (e.g. a worker
+    # process) gets its own pool instead of the parent's dead threads.
+    t = make_inputs(1, 40, 30, 4, with_z=False, seed=12)
+    args = [t[k].detach() for k in ('u', 'delta', 'A', 'B', 'C')]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        y = selective_scan(*args, impl='cpu')
+        pid = os.fork()
+        if pid == 0:  # child: exit 0 only if the scan runs and agrees
+            signal.alarm(60)
+            ok = torch.equal(selective_scan(*args, impl='cpu'), y)
+            os._exit(0 if ok else 1)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        torch.set_num_threads(threads)
+    assert os.WEXITSTATUS(status) == 0 and not os.WIFSIGNALED(status)
+    torch.testing.assert_close(y, selective_scan_ref(*args), rtol=6e-4,
+                               atol=2e-3)
 
 
 def test_resolve_scan_order():
