@@ -85,11 +85,22 @@ def _build(spec: dict, size: int):
         return model, model
     kwargs = dict(spec.get('kwargs') or {})
     kwargs['type'] = spec['backbone']
+    if '.' in spec['backbone']:
+        # 'mmpretrain.VisionTransformer': build from that package's registry
+        import importlib
+        scope, name = spec['backbone'].split('.', 1)
+        if scope != 'mmssm':
+            MODELS = importlib.import_module(f'{scope}.registry').MODELS
+            if hasattr(MODELS, 'import_from_location'):
+                MODELS.import_from_location()
+            kwargs['type'] = name
     if spec.get('arch') is not None:
         kwargs['arch'] = _parse_arch(spec['arch'])
     if spec.get('img_size_kw'):
         kwargs[spec['img_size_kw']] = size
     model = MODELS.build(kwargs)
+    if model is None:
+        raise RuntimeError(f'could not build {spec["backbone"]!r}')
     return model, model
 
 
@@ -118,7 +129,8 @@ def run_case(spec: dict, size: int, batch: int, warmup: int, runs: int,
     import torch
     torch.manual_seed(0)
     model, fn = _build(spec, size)
-    model.eval().to(device)
+    model.eval()  # some train() overrides return None: no chaining
+    model.to(device)
     x = torch.randn(batch, 3, size, size, device=device)
     cuda = device.startswith('cuda')
     with torch.no_grad():
@@ -191,7 +203,7 @@ def plot(result: dict, path: str) -> None:
         ax.grid(True, alpha=0.3)
         ax.legend()
     fig.suptitle(f'batch {result["batch"]}, {result["device"]}, '
-                 f'{result["threads"]} threads')
+                 f'threads: {result["threads"]}')
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
