@@ -187,7 +187,7 @@ class DetTTAModelWithMasks(BaseTTAModel):
         Returns:
             list[DetDataSample]: One merged prediction per image.
         """
-        return [self._merge_single_sample(views) for views in data_samples_list]
+        return [self._merge_single_sample(v) for v in data_samples_list]
 
     def _merge_single_sample(self,
                              views: Sequence[DetDataSample]) -> DetDataSample:
@@ -204,9 +204,9 @@ class DetTTAModelWithMasks(BaseTTAModel):
             for key in ('flip', 'flip_direction'):
                 if key not in meta:
                     raise KeyError(
-                        f'DetTTAModelWithMasks: the view has no `{key}` in its '
-                        'meta information; add it to PackDetInputs meta_keys '
-                        'of the tta_pipeline')
+                        f'DetTTAModelWithMasks: the view has no `{key}` in '
+                        'its meta information; add it to PackDetInputs '
+                        'meta_keys of the tta_pipeline')
             inst = view.pred_instances
             boxes = inst.bboxes
             if meta['flip']:

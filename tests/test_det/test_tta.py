@@ -139,9 +139,10 @@ def test_soft_masks_requested_from_detector_and_threshold_kept():
     assert det.roi_head.test_cfg.mask_thr_binary == -1
     assert tta.mask_thr_binary == 0.4
     # soft masks: 0.45 average passes the 0.4 threshold, 0.3 does not
-    v0 = _view([[0., 0., 10., 10.]], [0.9], [0], [_rect(0, 10, 0, 10, value=115)])
-    v1 = _view([[0., 0., 10., 10.]], [0.8], [0], [_rect(0, 5, 0, 10, value=115)
-                                                  + _rect(5, 10, 0, 10, value=38)])
+    box = [[0., 0., 10., 10.]]
+    v0 = _view(box, [0.9], [0], [_rect(0, 10, 0, 10, value=115)])
+    v1 = _view(box, [0.8], [0], [
+        _rect(0, 5, 0, 10, value=115) + _rect(5, 10, 0, 10, value=38)])
     res = tta.merge_preds([[v0, v1]])[0].pred_instances
     assert torch.equal(res.masks[0], _rect(0, 5, 0, 10) > 0)
     keep = DetTTAModelWithMasks(
@@ -151,7 +152,8 @@ def test_soft_masks_requested_from_detector_and_threshold_kept():
 
 def test_bad_settings_and_missing_flip_meta():
     with pytest.raises(ValueError, match='mask_merge'):
-        DetTTAModelWithMasks(module=_Detector(), tta_cfg=dict(mask_merge='max'))
+        DetTTAModelWithMasks(
+            module=_Detector(), tta_cfg=dict(mask_merge='max'))
     with pytest.raises(KeyError, match='unknown tta_cfg'):
         DetTTAModelWithMasks(module=_Detector(), tta_cfg=dict(nms_thr=0.5))
     tta = DetTTAModelWithMasks(module=_Detector())

@@ -85,20 +85,21 @@ def _build(spec: dict, size: int):
         return model, model
     kwargs = dict(spec.get('kwargs') or {})
     kwargs['type'] = spec['backbone']
+    registry = MODELS
     if '.' in spec['backbone']:
         # 'mmpretrain.VisionTransformer': build from that package's registry
         import importlib
         scope, name = spec['backbone'].split('.', 1)
         if scope != 'mmssm':
-            MODELS = importlib.import_module(f'{scope}.registry').MODELS
-            if hasattr(MODELS, 'import_from_location'):
-                MODELS.import_from_location()
+            registry = importlib.import_module(f'{scope}.registry').MODELS
+            if hasattr(registry, 'import_from_location'):
+                registry.import_from_location()
             kwargs['type'] = name
     if spec.get('arch') is not None:
         kwargs['arch'] = _parse_arch(spec['arch'])
     if spec.get('img_size_kw'):
         kwargs[spec['img_size_kw']] = size
-    model = MODELS.build(kwargs)
+    model = registry.build(kwargs)
     if model is None:
         raise RuntimeError(f'could not build {spec["backbone"]!r}')
     return model, model
@@ -294,7 +295,8 @@ def main(argv=None):
     elif args.compare_backbone:
         specs.append(
             _spec(f'{args.compare_backbone.split(".")[-1]}-'
-                  f'{_arch_name(args.compare_arch)}', backbone=args.compare_backbone,
+                  f'{_arch_name(args.compare_arch)}',
+                  backbone=args.compare_backbone,
                   arch=args.compare_arch, img_size_kw=kw))
     sizes = sorted(set(args.sizes))
     import torch

@@ -2,9 +2,8 @@
 
 Usage::
 
-    python tools/analysis_tools/model_zoo.py              # params + cached FLOPs
-    python tools/analysis_tools/model_zoo.py --flops      # also measure the
-                                                          # FLOPs not cached yet
+    python tools/analysis_tools/model_zoo.py          # params, cached FLOPs
+    python tools/analysis_tools/model_zoo.py --flops  # + FLOPs not cached
     python tools/analysis_tools/model_zoo.py --flops --only mambaout-tiny
     python tools/analysis_tools/model_zoo.py --check      # exit 1 on drift
 
@@ -99,7 +98,8 @@ ENTRIES: List[dict] = [
     _e(DET, _GM + 'mask-rcnn_groupmamba-ss2d4-tiny_fpn_1x_coco.py'),
     _e(DET, _VIM + 'mask-rcnn_vim-tiny_simple-fpn_1x_coco.py'),
     _e(DET, _VIM + 'mask-rcnn_vim-small_simple-fpn_1x_coco.py'),
-    _e(CASCADE, _VIM + 'cascade-mask-rcnn_vim-tiny_simple-fpn_lsj-100e_coco.py'),
+    _e(CASCADE,
+       _VIM + 'cascade-mask-rcnn_vim-tiny_simple-fpn_lsj-100e_coco.py'),
     _e(CASCADE,
        _VIM + 'cascade-mask-rcnn_vim-small_simple-fpn_lsj-100e_coco.py'),
     _e(SEG, _MO + 'upernet_mambaout-tiny_4xb4-160k_ade20k-512x512.py', 54,
