@@ -46,6 +46,14 @@ START, END = '<!-- model-zoo:start -->', '<!-- model-zoo:end -->'
 CLS, DET, CASCADE, SEG = ('cls', 'mask-rcnn', 'cascade-mask-rcnn', 'upernet')
 SHAPES = {CLS: (224, 224), DET: (800, 1280), CASCADE: (800, 1280),
           SEG: (512, 2048)}
+FAMILY_NOTES = {
+    DET: 'FLOPs of the mode=\'tensor\' forward: backbone, neck, RPN, box '
+    'head on the RPN proposals (up to 1000), mask head on the first 100.',
+    CASCADE: 'FLOPs of mmdet\'s mode=\'tensor\' forward, which runs the '
+    'box AND mask heads of all 3 stages on every RPN proposal (up to 1000); '
+    'real inference runs the mask heads on at most 100 detections, so these '
+    'figures overstate the inference cost by over 1000G.',
+}
 FAMILY_TITLES = {
     CLS: 'ImageNet-1k classification (224x224)',
     DET: 'COCO Mask R-CNN (FLOPs at 1280x800)',
@@ -230,8 +238,10 @@ def render_table(data: Dict[str, dict]) -> str:
     ]
     for family in (CLS, DET, CASCADE, SEG):
         rows = [e for e in ENTRIES if e['family'] == family]
+        lines += [f'**{FAMILY_TITLES[family]}**', '']
+        if family in FAMILY_NOTES:
+            lines += [FAMILY_NOTES[family], '']
         lines += [
-            f'**{FAMILY_TITLES[family]}**', '',
             '| config | params | paper params | FLOPs | paper FLOPs | '
             'paper source |', '| --- | ---: | ---: | ---: | ---: | --- |'
         ]
