@@ -34,8 +34,12 @@ def test_every_component_resolves_in_every_scope(scope, kind):
         assert names, 'no model registered'
     with DefaultScope.overwrite_default_scope(scope):
         for name, cls in own.module_dict.items():
-            assert downstream.get(name) is cls, (scope, name)
             assert downstream.get(f'mmssm.{name}') is cls, (scope, name)
+            if name in downstream.module_dict:
+                # the downstream package defines the same name (mmpretrain's
+                # own 'LN2d'): its child registry wins for the plain name
+                continue
+            assert downstream.get(name) is cls, (scope, name)
 
 
 @pytest.mark.parametrize('scope', list(SCOPES))
