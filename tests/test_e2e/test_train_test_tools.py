@@ -13,80 +13,9 @@ import subprocess
 import sys
 
 import pytest
+from tiny_demo_configs import det_cfg, seg_cfg
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-TINY_ARCH = dict(depths=[1, 1, 1, 1], dims=[16, 24, 32, 48])
-
-DET_CFG = """
-_base_ = [{base!r}]
-data_root = {data_root!r}
-model = dict(
-    backbone=dict(arch=dict(_delete_=True, **{arch!r})),
-    neck=dict(in_channels=[16, 24, 32, 48], out_channels=32),
-    rpn_head=dict(in_channels=32, feat_channels=32),
-    roi_head=dict(
-        bbox_roi_extractor=dict(out_channels=32),
-        bbox_head=dict(in_channels=32, fc_out_channels=32),
-        mask_roi_extractor=dict(out_channels=32),
-        mask_head=dict(in_channels=32, conv_out_channels=32)),
-    # keep low-score detections of the barely trained model so that COCO
-    # evaluation has predictions to score
-    test_cfg=dict(rcnn=dict(score_thr=0.0)))
-img_scale = (128, 128)
-_pipe = dict(type='Resize', scale=img_scale, keep_ratio=True)
-train_dataloader = dict(
-    batch_size=2, num_workers=0, persistent_workers=False,
-    dataset=dict(data_root=data_root, pipeline=[
-        dict(type='LoadImageFromFile'),
-        dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-        _pipe, dict(type='PackDetInputs')]))
-_test_pipeline = [
-    dict(type='LoadImageFromFile'), _pipe,
-    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape',
-                                          'img_shape', 'scale_factor'))]
-val_dataloader = dict(
-    batch_size=2, num_workers=0, persistent_workers=False,
-    dataset=dict(data_root=data_root, pipeline=_test_pipeline))
-test_dataloader = val_dataloader
-val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
-test_evaluator = val_evaluator
-train_cfg = dict(max_iters=4, val_interval=4)
-param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=False)]
-default_hooks = dict(checkpoint=dict(interval=2), logger=dict(interval=1))
-"""
-
-SEG_CFG = """
-_base_ = [{base!r}]
-data_root = {data_root!r}
-crop_size = (64, 64)
-model = dict(
-    data_preprocessor=dict(size=crop_size),
-    backbone=dict(arch=dict(_delete_=True, **{arch!r})),
-    decode_head=dict(in_channels=[16, 24, 32, 48], channels=16),
-    auxiliary_head=dict(in_channels=32, channels=16))
-train_dataloader = dict(
-    batch_size=2, num_workers=0, persistent_workers=False,
-    dataset=dict(data_root=data_root, pipeline=[
-        dict(type='LoadImageFromFile'),
-        dict(type='LoadAnnotations', reduce_zero_label=True),
-        dict(type='Resize', scale=(128, 64), keep_ratio=True),
-        dict(type='RandomCrop', crop_size=crop_size),
-        dict(type='PackSegInputs')]))
-val_dataloader = dict(
-    num_workers=0, persistent_workers=False,
-    dataset=dict(data_root=data_root, pipeline=[
-        dict(type='LoadImageFromFile'),
-        dict(type='Resize', scale=(128, 64), keep_ratio=True),
-        dict(type='LoadAnnotations', reduce_zero_label=True),
-        dict(type='PackSegInputs')]))
-test_dataloader = val_dataloader
-train_cfg = dict(max_iters=4, val_interval=4)
-param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=False)]
-default_hooks = dict(checkpoint=dict(interval=2), logger=dict(interval=1))
-"""
-
-
 def _run(args, cwd):
     env = dict(os.environ, PYTHONUNBUFFERED='1')
     res = subprocess.run([sys.executable] + args, cwd=cwd, env=env,
@@ -148,11 +77,8 @@ def _train_resume_test(tmp_path, cfg_text, metric_keys):
 
 
 def test_mask_rcnn_train_resume_test(tmp_path, data_root):
-    cfg = DET_CFG.format(
-        base=osp.join(ROOT, 'configs', 'mambaout',
-                      'mask-rcnn_mambaout-femto_fpn_demo_coco-shapes.py'),
-        data_root=str(data_root / 'coco_shapes') + '/',
-        arch=TINY_ARCH)
+    cfg = det_cfg(osp.join(ROOT, 'configs', 'mambaout',
+                      'mask-rcnn_mambaout-femto_fpn_demo_coco-shapes.py'), str(data_root / 'coco_shapes') + '/')
     values = _train_resume_test(tmp_path, cfg,
                                 ['coco/bbox_mAP', 'coco/segm_mAP'])
     for v in values.values():
@@ -160,11 +86,8 @@ def test_mask_rcnn_train_resume_test(tmp_path, data_root):
 
 
 def test_upernet_train_resume_test(tmp_path, data_root):
-    cfg = SEG_CFG.format(
-        base=osp.join(ROOT, 'configs', 'mambaout',
-                      'upernet_mambaout-femto_demo_ade-shapes.py'),
-        data_root=str(data_root / 'ade_shapes'),
-        arch=TINY_ARCH)
+    cfg = seg_cfg(osp.join(ROOT, 'configs', 'mambaout',
+                      'upernet_mambaout-femto_demo_ade-shapes.py'), str(data_root / 'ade_shapes'))
     values = _train_resume_test(tmp_path, cfg, ['mIoU'])
     assert 0.0 <= values['mIoU'] <= 100.0
 
@@ -172,11 +95,8 @@ def test_upernet_train_resume_test(tmp_path, data_root):
 def test_missing_data_root_gives_instructions(tmp_path):
     cfg = tmp_path / 'cfg.py'
     cfg.write_text(
-        DET_CFG.format(
-            base=osp.join(ROOT, 'configs', 'mambaout',
-                          'mask-rcnn_mambaout-femto_fpn_demo_coco-shapes.py'),
-            data_root=str(tmp_path / 'nowhere' / 'coco_shapes') + '/',
-            arch=TINY_ARCH))
+        det_cfg(osp.join(ROOT, 'configs', 'mambaout',
+                          'mask-rcnn_mambaout-femto_fpn_demo_coco-shapes.py'), str(tmp_path / 'nowhere' / 'coco_shapes') + '/'))
     res = subprocess.run(
         [sys.executable, osp.join(ROOT, 'tools', 'train.py'), str(cfg)],
         capture_output=True, text=True, timeout=300, cwd=tmp_path)
@@ -205,11 +125,8 @@ def test_dist_train_two_cpu_processes(tmp_path, data_root):
     group of two processes with CPUDistributedDataParallel."""
     cfg = tmp_path / 'cfg.py'
     cfg.write_text(
-        SEG_CFG.format(
-            base=osp.join(ROOT, 'configs', 'mambaout',
-                          'upernet_mambaout-femto_demo_ade-shapes.py'),
-            data_root=str(data_root / 'ade_shapes'),
-            arch=TINY_ARCH))
+        seg_cfg(osp.join(ROOT, 'configs', 'mambaout',
+                          'upernet_mambaout-femto_demo_ade-shapes.py'), str(data_root / 'ade_shapes')))
     env = dict(os.environ, PORT='29571', OMP_NUM_THREADS='1',
                PYTHON=sys.executable)
     res = subprocess.run([

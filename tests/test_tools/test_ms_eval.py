@@ -11,67 +11,9 @@ import subprocess
 import sys
 
 import pytest
+from tiny_demo_configs import det_cfg, seg_cfg
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-TINY_ARCH = dict(depths=[1, 1, 1, 1], dims=[16, 24, 32, 48])
-
-DET_CFG = """
-_base_ = [{base!r}]
-data_root = {data_root!r}
-model = dict(
-    backbone=dict(arch=dict(_delete_=True, **{arch!r})),
-    neck=dict(in_channels=[16, 24, 32, 48], out_channels=32),
-    rpn_head=dict(in_channels=32, feat_channels=32),
-    roi_head=dict(
-        bbox_roi_extractor=dict(out_channels=32),
-        bbox_head=dict(in_channels=32, fc_out_channels=32),
-        mask_roi_extractor=dict(out_channels=32),
-        mask_head=dict(in_channels=32, conv_out_channels=32)),
-    # keep detections of the barely trained model so that AP is computed
-    test_cfg=dict(rcnn=dict(score_thr=0.0, max_per_img=10)))
-_pipe = dict(type='Resize', scale=(128, 128), keep_ratio=False)
-train_dataloader = dict(
-    batch_size=2, num_workers=0, persistent_workers=False,
-    dataset=dict(data_root=data_root, pipeline=[
-        dict(type='LoadImageFromFile'),
-        dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-        _pipe, dict(type='PackDetInputs')]))
-val_dataloader = dict(
-    batch_size=2, num_workers=0, persistent_workers=False,
-    dataset=dict(data_root=data_root))
-test_dataloader = val_dataloader
-val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
-test_evaluator = val_evaluator
-train_cfg = dict(max_iters=2, val_interval=100)
-param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=False)]
-"""
-
-SEG_CFG = """
-_base_ = [{base!r}]
-data_root = {data_root!r}
-crop_size = (64, 64)
-model = dict(
-    data_preprocessor=dict(size=crop_size),
-    backbone=dict(arch=dict(_delete_=True, **{arch!r})),
-    decode_head=dict(in_channels=[16, 24, 32, 48], channels=16),
-    auxiliary_head=dict(in_channels=32, channels=16))
-train_dataloader = dict(
-    batch_size=2, num_workers=0, persistent_workers=False,
-    dataset=dict(data_root=data_root, pipeline=[
-        dict(type='LoadImageFromFile'),
-        dict(type='LoadAnnotations', reduce_zero_label=True),
-        dict(type='Resize', scale=(128, 64), keep_ratio=True),
-        dict(type='RandomCrop', crop_size=crop_size),
-        dict(type='PackSegInputs')]))
-val_dataloader = dict(
-    num_workers=0, persistent_workers=False,
-    dataset=dict(data_root=data_root))
-test_dataloader = val_dataloader
-train_cfg = dict(max_iters=2, val_interval=100)
-param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=False)]
-"""
-
-
 def _load_tool():
     spec = importlib.util.spec_from_file_location(
         'ms_eval', osp.join(ROOT, 'tools', 'analysis_tools', 'ms_eval.py'))
@@ -119,10 +61,10 @@ def test_parse_metrics_reads_the_final_test_line():
 
 
 def test_det_single_and_multi_scale_with_masks(tmp_path, data_root, capsys):
-    text = DET_CFG.format(
-        base=osp.join(ROOT, 'configs', 'mambaout',
-                      'mask-rcnn_mambaout-femto_fpn_demo_coco-shapes.py'),
-        data_root=str(data_root / 'coco_shapes') + '/', arch=TINY_ARCH)
+    text = det_cfg(
+        osp.join(ROOT, 'configs', 'mambaout',
+                 'mask-rcnn_mambaout-femto_fpn_demo_coco-shapes.py'),
+        str(data_root / 'coco_shapes') + '/', max_iters=2, val_interval=100)
     cfg, ckpt = _train(tmp_path, text)
     ms = _load_tool()
     out = tmp_path / 'ms.json'
@@ -137,10 +79,10 @@ def test_det_single_and_multi_scale_with_masks(tmp_path, data_root, capsys):
 
 
 def test_seg_single_and_multi_scale(tmp_path, data_root):
-    text = SEG_CFG.format(
-        base=osp.join(ROOT, 'configs', 'mambaout',
-                      'upernet_mambaout-femto_demo_ade-shapes.py'),
-        data_root=str(data_root / 'ade_shapes'), arch=TINY_ARCH)
+    text = seg_cfg(
+        osp.join(ROOT, 'configs', 'mambaout',
+                 'upernet_mambaout-femto_demo_ade-shapes.py'),
+        str(data_root / 'ade_shapes'), max_iters=2, val_interval=100)
     cfg, ckpt = _train(tmp_path, text)
     res = _load_tool().main(
         [str(cfg), str(ckpt), '--work-dir', str(tmp_path / 'ev')])
