@@ -119,6 +119,21 @@ class SelectiveScanCPUFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, u, dt, A, B, C, perm, engine):
+        # Under torch.jit tracing (FLOP counting) the call is recorded as one
+        # PythonOp; its body runs untraced so that sizes are plain ints.
+        tracing_state = torch._C._get_tracing_state()
+        if tracing_state is None:
+            return SelectiveScanCPUFunction._forward(ctx, u, dt, A, B, C,
+                                                     perm, engine)
+        torch._C._set_tracing_state(None)
+        try:
+            return SelectiveScanCPUFunction._forward(ctx, u, dt, A, B, C,
+                                                     perm, engine)
+        finally:
+            torch._C._set_tracing_state(tracing_state)
+
+    @staticmethod
+    def _forward(ctx, u, dt, A, B, C, perm, engine):
         nbatch, dim, length = u.shape
         groups, nstate = B.shape[1], A.shape[1]
         every = min(CKPT_EVERY, length)

@@ -186,6 +186,12 @@ def _named_order(name: str, length: int, grid) -> Tensor:
 def _check_grid(grid, length: int):
     if grid is None:
         return None
+    if isinstance(grid, (tuple, list)):
+        # Under torch.jit tracing, sizes taken from ``x.shape`` are 0-d
+        # integer tensors; they are plain sizes, so take their values.
+        grid = tuple(
+            int(v) if isinstance(v, Tensor) and v.dim() == 0
+            and not v.is_floating_point() else v for v in grid)
     if (not isinstance(grid, (tuple, list)) or len(grid) != 2
             or not all(isinstance(v, int) and v > 0 for v in grid)):
         raise ValueError('selective_scan: `grid` must be a pair of positive '

@@ -328,3 +328,34 @@ def test_bad_inputs_raise(fn, change, exc, match):
     with pytest.raises(exc, match=match):
         fn(t['u'], t['delta'], t['A'], t['B'], t['C'], t['D'], t['z'],
            t['delta_bias'], order=order, grid=grid)
+
+
+def test_traced_grid_sizes(engine):
+    """Under torch.jit tracing, ``x.shape`` sizes are 0-d tensors: the op takes
+    them as the grid and the CPU path records one op (FLOP counting)."""
+
+    class ColumnScan(torch.nn.Module):
+
+        def forward(self, x, delta, A, B, C):
+            h, w = x.shape[2], x.shape[3]
+            return selective_scan(
+                x.flatten(2), delta, A, B, C, order='col', grid=(h, w),
+                impl='cpu')
+
+    torch.manual_seed(0)
+    x = torch.randn(1, 4, 3, 5)
+    delta = torch.rand(1, 4, 15)
+    A = -torch.rand(4, 2) - 0.5
+    B, C = torch.randn(1, 2, 15), torch.randn(1, 2, 15)
+    expected = selective_scan_ref(
+        x.flatten(2), delta, A, B, C, order='col', grid=(3, 5))
+    traced = torch.jit.trace(ColumnScan(), (x, delta, A, B, C),
+                             check_trace=False)
+    kinds = [n.kind() for n in traced.inlined_graph.nodes()]
+    assert kinds.count('prim::PythonOp') == 1
+    torch.testing.assert_close(
+        traced(x, delta, A, B, C), expected, rtol=6e-4, atol=2e-3)
+    # A float or a wrong-sized grid is still refused.
+    with pytest.raises(ValueError, match='grid'):
+        selective_scan(x.flatten(2), delta, A, B, C, order='col',
+                       grid=(torch.tensor(3.), 5), impl='cpu')

@@ -38,8 +38,6 @@ output) and pooling; elementwise ops and activations are not counted. Custom
 * NMS (mmcv ``NMSop``) counts 0.
 """
 import argparse
-import contextlib
-import importlib
 import json
 import os.path as osp
 import sys
@@ -191,56 +189,6 @@ def _data_samples(task: str, height: int, width: int):
     return None
 
 
-@contextlib.contextmanager
-def _traceable_scan():
-    """Let the selective scan run under ``torch.jit`` tracing.
-
-    While tracing, ``x.shape`` entries are 0-d tensors: the ``grid`` check of
-    :func:`mmssm.ops.selective_scan` refuses them and the compiled CPU kernel
-    cannot take them. For the duration of the count, the grid entries are made
-    ints and the CPU ``autograd.Function`` runs with tracing paused inside
-    (it is still recorded as one ``prim::PythonOp``, which is what is
-    counted). Nothing is changed outside this context.
-    """
-    scan_mod = importlib.import_module('mmssm.ops.selective_scan')
-    patches = []
-    original_check = getattr(scan_mod, '_check_grid', None)
-    if original_check is not None:
-
-        def check(grid, length):
-            if isinstance(grid, (tuple, list)):
-                grid = tuple(
-                    int(g) if isinstance(g, torch.Tensor) else g
-                    for g in grid)
-            return original_check(grid, length)
-
-        patches.append((scan_mod, '_check_grid', original_check, check))
-    try:
-        cpu_mod = importlib.import_module('mmssm.ops.scan_cpu')
-        func = cpu_mod.SelectiveScanCPUFunction
-    except (ImportError, AttributeError):
-        func = None
-    if func is not None:
-        original_fwd = func.__dict__['forward']
-
-        def forward(ctx, *args):
-            state = torch._C._get_tracing_state()
-            torch._C._set_tracing_state(None)
-            try:
-                return original_fwd.__func__(ctx, *args)
-            finally:
-                torch._C._set_tracing_state(state)
-
-        patches.append((func, 'forward', original_fwd, staticmethod(forward)))
-    for owner, name, _, new in patches:
-        setattr(owner, name, new)
-    try:
-        yield
-    finally:
-        for owner, name, old, _ in patches:
-            setattr(owner, name, old)
-
-
 def count_flops(model: nn.Module,
                 inputs: Sequence[torch.Tensor],
                 max_depth: int = 3) -> Dict[str, Any]:
@@ -258,7 +206,7 @@ def count_flops(model: nn.Module,
     analyzer.unsupported_ops_warnings(False)
     analyzer.uncalled_modules_warnings(False)
     analyzer.tracer_warnings('none')
-    with torch.no_grad(), warnings.catch_warnings(), _traceable_scan():
+    with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter('ignore')
         total = analyzer.total()
         by_module = dict(analyzer.by_module())
