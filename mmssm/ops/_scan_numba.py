@@ -9,12 +9,6 @@ its threads; each item keeps its
 and walks the tokens in the order ``idx[k]`` (the tokens are read and written
 through the index, never gathered into copies).
 
-The elementwise parts are fused in: the kernels read the raw ``delta`` and
-apply ``delta_bias`` and softplus per token, and the forward writes the final
-``(y + D * u) * silu(z)``; the backward returns the gradients of ``delta``,
-``delta_bias``, ``D`` and ``z`` too. Nothing of size ``(Bt, D, L)`` is made
-around the kernels.
-
 Memory: the forward saves the state every ``every`` visited tokens; the
 backward recomputes the states of one segment of ``every`` tokens at a time
 from its checkpoint and walks it backwards, the scheme of the mamba_ssm CUDA
@@ -91,56 +85,16 @@ def _fast_exp_overload(x):
 _JIT = dict(fastmath=True, cache=True, nogil=True)
 
 
-def _one(x):
-    """``1`` in the dtype of ``x`` (a bare ``1`` would promote float32 to
-    float64 in numba and stop the vectorisation)."""
-    return 1.0
-
-
-@overload(_one, inline='always')
-def _one_overload(x):
-    one = np.float32(1) if x.bitwidth == 32 else np.float64(1)
-
-    def impl(x):
-        return one
-
-    return impl
-
-
-@njit(inline='always', **_JIT)
-def _softplus_and_slope(x, softplus):
-    """``(softplus(x), softplus'(x))`` (torch's threshold 20), or ``(x, 1)``."""
-    one = _one(x)
-    if not softplus or x > 20:
-        return x, one
-    e = fast_exp(x)
-    return math.log1p(e), e / (one + e)
-
-
-@njit(inline='always', **_JIT)
-def _silu_and_slope(z):
-    """``(silu(z), silu'(z))`` with ``silu'(z) = s (1 + z (1 - s))``."""
-    one = _one(z)
-    s = one / (one + fast_exp(-z))
-    return z * s, s * (one + z * (one - s))
-
-
 @njit(**_JIT)
-def scan_fwd(u, delta, at, bm, cm, bias, dskip, zg, softplus, has_z, idx,
-             blk_start, blk_len, blk_group, blk_order, every, y, ckpt, last,
-             w_begin, w_end):
+def scan_fwd(u, dt, at, bm, cm, idx, blk_start, blk_len, blk_group, blk_order,
+             every, y, ckpt, last, w_begin, w_end):
     """Forward scan; writes ``y``, the checkpoints and the last state.
 
     Args:
-        u, delta: ``(Bt, D, L)`` (``delta`` before bias and softplus).
-        at: ``(N, D)``. bm, cm: ``(Bt, G, N, L)``.
-        bias, dskip: ``(D,)`` delta bias and ``D`` skip (zeros when unused).
-        zg: ``(Bt, D, L)`` gate, read only when ``has_z``.
-        softplus, has_z: flags.
+        u, dt: ``(Bt, D, L)``. at: ``(N, D)``. bm, cm: ``(Bt, G, N, L)``.
         idx: ``(K, L)`` int64 visiting orders. blk_*: ``(nb,)`` int64 channel
             start, length (<= BLOCK), group and order of each channel block.
-        every: checkpoint interval.
-        y: ``(Bt, D, L)`` output ``(scan + D * u) * silu(z)``.
+        every: checkpoint interval. y: ``(Bt, D, L)`` output.
         ckpt: ``(Bt, ceil(L / every), N, D)`` state before each segment.
         last: ``(Bt, N, D)`` state after the last visited token.
         w_begin, w_end: range of work items (batch * block) to compute.
@@ -174,8 +128,7 @@ def scan_fwd(u, delta, at, bm, cm, bias, dskip, zg, softplus, has_z, idx,
                         ckpt[b, c, n, d0 + j] = h[n, j]
             p = idx[k, t]
             for j in range(dl):
-                dtv[j] = _softplus_and_slope(delta[b, d0 + j, p] + bias[d0 + j],
-                                             softplus)[0]
+                dtv[j] = dt[b, d0 + j, p]
                 duv[j] = dtv[j] * u[b, d0 + j, p]
             for j in range(BLOCK):
                 yv[j] = 0
@@ -187,32 +140,25 @@ def scan_fwd(u, delta, at, bm, cm, bias, dskip, zg, softplus, has_z, idx,
                     h[n, j] = hv
                     yv[j] += cn * hv
             for j in range(dl):
-                out = yv[j] + dskip[d0 + j] * u[b, d0 + j, p]
-                if has_z:
-                    out *= _silu_and_slope(zg[b, d0 + j, p])[0]
-                y[b, d0 + j, p] = out
+                y[b, d0 + j, p] = yv[j]
         for n in range(nstate):
             for j in range(dl):
                 last[b, n, d0 + j] = h[n, j]
 
 
 @njit(**_JIT)
-def scan_bwd(u, delta, at, bm, cm, bias, dskip, zg, softplus, has_z, idx,
-             blk_start, blk_len, blk_group, blk_order, every, ckpt, gy, glast,
-             du, ddelta, dz, dat, dbp, dcp, dbias, dd, w_begin, w_end):
+def scan_bwd(u, dt, at, bm, cm, idx, blk_start, blk_len, blk_group, blk_order,
+             every, ckpt, gy, glast, du, ddt, dat, dbp, dcp, w_begin, w_end):
     """Backward scan: recompute each segment from its checkpoint, walk back.
 
     Args:
-        u, delta, at, bm, cm, bias, dskip, zg, softplus, has_z, idx, blk_*,
-            every, ckpt: as in :func:`scan_fwd`.
+        u, dt, at, bm, cm, idx, blk_*, every, ckpt: as in :func:`scan_fwd`.
         gy: ``(Bt, D, L)`` gradient of ``y``. glast: ``(Bt, N, D)`` gradient of
             the last state (zeros when unused).
-        du, ddelta: ``(Bt, D, L)`` outputs. dz: ``(Bt, D, L)``, written only
-            when ``has_z``. dat: ``(Bt, N, D)`` output (summed over the batch
-            by the caller). dbp, dcp: ``(Bt, nb, N, L)`` per-block partial
-            gradients of B and C (summed over the blocks of each group by the
-            caller). dbias, dd: ``(Bt, D)`` per-batch gradients of
-            ``delta_bias`` and ``D`` (summed by the caller).
+        du, ddt: ``(Bt, D, L)`` outputs. dat: ``(Bt, N, D)`` output (summed
+            over the batch by the caller). dbp, dcp: ``(Bt, nb, N, L)``
+            per-block partial gradients of B and C (summed over the blocks of
+            each group by the caller).
         w_begin, w_end: range of work items (batch * block) to compute.
     """
     nbatch, _, length = u.shape
@@ -229,8 +175,6 @@ def scan_bwd(u, delta, at, bm, cm, bias, dskip, zg, softplus, has_z, idx,
         # Zero-padded local copies, as in scan_fwd (padded lanes stay 0).
         hs = np.zeros((every + 1, nstate, BLOCK), dtype=u.dtype)
         av = np.zeros((every, nstate, BLOCK), dtype=u.dtype)
-        dts = np.zeros((every, BLOCK), dtype=u.dtype)
-        slope = np.zeros((every, BLOCK), dtype=u.dtype)
         gh = np.zeros((nstate, BLOCK), dtype=u.dtype)
         da = np.zeros((nstate, BLOCK), dtype=u.dtype)
         atl = np.zeros((nstate, BLOCK), dtype=u.dtype)
@@ -241,12 +185,8 @@ def scan_bwd(u, delta, at, bm, cm, bias, dskip, zg, softplus, has_z, idx,
         dtv = np.zeros(BLOCK, dtype=u.dtype)
         uv = np.zeros(BLOCK, dtype=u.dtype)
         gyv = np.zeros(BLOCK, dtype=u.dtype)
-        gzv = np.zeros(BLOCK, dtype=u.dtype)
-        ysv = np.zeros(BLOCK, dtype=u.dtype)
         duv = np.zeros(BLOCK, dtype=u.dtype)
         ddv = np.zeros(BLOCK, dtype=u.dtype)
-        acc_bias = np.zeros(BLOCK, dtype=u.dtype)
-        acc_d = np.zeros(BLOCK, dtype=u.dtype)
         gbv = np.zeros((nstate, BLOCK), dtype=u.dtype)
         gcv = np.zeros((nstate, BLOCK), dtype=u.dtype)
         zero = np.zeros(1, dtype=u.dtype)[0]
@@ -256,38 +196,28 @@ def scan_bwd(u, delta, at, bm, cm, bias, dskip, zg, softplus, has_z, idx,
             for n in range(nstate):
                 for j in range(dl):
                     hs[0, n, j] = ckpt[b, c, n, d0 + j]
-            # Recompute dt and the states of the segment.
+            # Recompute the states of the segment.
             for i in range(t1 - t0):
                 p = idx[k, t0 + i]
                 for j in range(dl):
-                    dtj, sj = _softplus_and_slope(
-                        delta[b, d0 + j, p] + bias[d0 + j], softplus)
-                    dts[i, j] = dtj
-                    slope[i, j] = sj
-                    duv[j] = dtj * u[b, d0 + j, p]
+                    dtv[j] = dt[b, d0 + j, p]
+                    duv[j] = dtv[j] * u[b, d0 + j, p]
                 for n in range(nstate):
                     bn = bm[b, g, n, p]
                     for j in range(BLOCK):
-                        a = fast_exp(dts[i, j] * atl[n, j])
+                        a = fast_exp(dtv[j] * atl[n, j])
                         av[i, n, j] = a
                         hs[i + 1, n, j] = a * hs[i, n, j] + duv[j] * bn
             # Walk the segment backwards; gh holds a_{t+1} * dL/dh_{t+1}.
             for i in range(t1 - t0 - 1, -1, -1):
                 p = idx[k, t0 + i]
                 for j in range(dl):
-                    dtv[j] = dts[i, j]
+                    dtv[j] = dt[b, d0 + j, p]
                     uv[j] = u[b, d0 + j, p]
-                    go = gy[b, d0 + j, p]
-                    if has_z:
-                        silu, dsilu = _silu_and_slope(zg[b, d0 + j, p])
-                        gyv[j] = go * silu
-                        gzv[j] = go * dsilu
-                    else:
-                        gyv[j] = go
+                    gyv[j] = gy[b, d0 + j, p]
                 for j in range(BLOCK):
                     duv[j] = 0
                     ddv[j] = 0
-                    ysv[j] = 0
                 for n in range(nstate):
                     bn = bm[b, g, n, p]
                     cn = cm[b, g, n, p]
@@ -298,7 +228,6 @@ def scan_bwd(u, delta, at, bm, cm, bias, dskip, zg, softplus, has_z, idx,
                         gdt = ght * dtv[j]
                         gbv[n, j] = gdt * uv[j]
                         gcv[n, j] = gyv[j] * hs[i + 1, n, j]
-                        ysv[j] += cn * hs[i + 1, n, j]
                         duv[j] += gdt * bn
                         ddv[j] += ahp * atl[n, j] + ght * bn * uv[j]
                         da[n, j] += ahp * dtv[j]
@@ -313,17 +242,8 @@ def scan_bwd(u, delta, at, bm, cm, bias, dskip, zg, softplus, has_z, idx,
                     dbp[b, blk, n, p] = sum_b
                     dcp[b, blk, n, p] = sum_c
                 for j in range(dl):
-                    dsk = dskip[d0 + j]
-                    du[b, d0 + j, p] = duv[j] + gyv[j] * dsk
-                    gdl = ddv[j] * slope[i, j]
-                    ddelta[b, d0 + j, p] = gdl
-                    acc_bias[j] += gdl
-                    acc_d[j] += gyv[j] * uv[j]
-                    if has_z:
-                        dz[b, d0 + j, p] = gzv[j] * (ysv[j] + dsk * uv[j])
+                    du[b, d0 + j, p] = duv[j]
+                    ddt[b, d0 + j, p] = ddv[j]
         for n in range(nstate):
             for j in range(dl):
                 dat[b, n, d0 + j] = da[n, j]
-        for j in range(dl):
-            dbias[b, d0 + j] = acc_bias[j]
-            dd[b, d0 + j] = acc_d[j]

@@ -1,13 +1,13 @@
 """CPU path of the selective scan: an ``autograd.Function`` with an explicit
 backward and bounded memory.
 
-:class:`SelectiveScanCPUFunction` computes the whole op, ``y = (scan(u,
-softplus(delta + delta_bias), A, B, C) + D * u) * silu(z)`` and the last state,
-and all its gradients. Memory: the forward keeps the inputs, the output and
-one state ``(B, D, N)`` every ``every`` visited tokens (``O(B * D * L + B * D *
-N * L / every)``); the backward recomputes one segment of states at a time,
-like the mamba_ssm CUDA kernel, instead of keeping the ``(B, D, L, N)``
-states.
+The scan itself (``u``, ``dt``, ``A``, ``B``, ``C`` -> ``y``, last state) runs in
+:class:`SelectiveScanCPUFunction`; ``delta_bias``, softplus, the ``D`` skip and
+the ``z`` gate are elementwise on ``(B, D, L)`` tensors and are left to autograd
+around it. Memory: the forward keeps the inputs, the output and one state
+``(B, D, N)`` every ``every`` visited tokens (``O(B * D * L + B * D * N * L /
+every)``); the backward recomputes one segment of states at a time, like the
+mamba_ssm CUDA kernel, instead of keeping the ``(B, D, L, N)`` states.
 
 Two engines compute it:
 
@@ -16,12 +16,10 @@ Two engines compute it:
   ``torch.get_num_threads()`` Python threads (the kernels release the GIL;
   numba's own threading layer is not used); the tokens
   are read and written through the order index, in the layout the op gets
-  them: no permuted or transposed copies. Bias, softplus, ``D`` and the
-  ``z`` gate are computed inside the kernels (no ``(B, D, L)`` temporaries).
+  them: no permuted or transposed copies.
 * torch (fallback when numba is missing, or ``MMSSM_SCAN_CPU_ENGINE=torch``):
   the same algorithm as a Python loop over the tokens, vectorised over
-  ``(B, D, N)``, the elementwise parts as torch ops; correct but several
-  times slower.
+  ``(B, D, N)``; correct but several times slower.
 
 Computation is in float32 for float32/float16/bfloat16 inputs and in float64
 for float64 inputs (for ``gradcheck``).
@@ -31,9 +29,9 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
+from .selective_scan import run_scan_function
 
 try:
     from . import _scan_numba
@@ -112,81 +110,56 @@ def _nb(x: Tensor):
 
 
 class SelectiveScanCPUFunction(torch.autograd.Function):
-    """``y, last = selective_scan(...)`` on the CPU, explicit backward.
+    """``y, last = scan(u, dt, A, B, C)`` on the CPU, explicit backward.
 
-    Inputs: ``u``, ``delta`` ``(Bt, D, L)`` (``delta`` before bias and
-    softplus), ``A`` ``(D, N)``, ``B``, ``C`` ``(Bt, G, N, L)``, ``D`` and
-    ``delta_bias`` ``(D,)`` or ``None``, ``z`` ``(Bt, D, L)`` or ``None``, all of
-    one float dtype, ``perm`` ``(K, L)`` int64 (the visiting order of each
-    channel chunk), the softplus flag and the engine name. Returns
-    ``y = (scan + D * u) * silu(z)`` and the last state ``(Bt, D, N)``.
-
-    The numba engine does the elementwise parts inside its kernels; the torch
-    engine does them with torch ops around its scan loop.
+    Inputs are ``u``, ``dt`` ``(Bt, D, L)`` (``dt`` after bias and softplus),
+    ``A`` ``(D, N)``, ``B``, ``C`` ``(Bt, G, N, L)``, all of one float dtype,
+    and ``perm`` ``(K, L)`` int64 (the visiting order of each channel chunk).
     """
 
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, perm, softplus,
-                engine):
-        args = (ctx, u, delta, A, B, C, D, z, delta_bias, perm, softplus,
-                engine)
+    def forward(ctx, u, dt, A, B, C, perm, engine):
         # Under torch.jit tracing (FLOP counting) the call is recorded as one
         # PythonOp; its body runs untraced so that sizes are plain ints.
         tracing_state = torch._C._get_tracing_state()
         if tracing_state is None:
-            return SelectiveScanCPUFunction._forward(*args)
+            return SelectiveScanCPUFunction._forward(ctx, u, dt, A, B, C,
+                                                     perm, engine)
         torch._C._set_tracing_state(None)
         try:
-            return SelectiveScanCPUFunction._forward(*args)
+            return SelectiveScanCPUFunction._forward(ctx, u, dt, A, B, C,
+                                                     perm, engine)
         finally:
             torch._C._set_tracing_state(tracing_state)
 
     @staticmethod
-    def _forward(ctx, u, delta, A, B, C, D, z, delta_bias, perm, softplus,
-                 engine):
+    def _forward(ctx, u, dt, A, B, C, perm, engine):
         nbatch, dim, length = u.shape
         groups, nstate = B.shape[1], A.shape[1]
         every = min(CKPT_EVERY, length)
         nseg = -(-length // every)
-        ctx.has = (D is not None, z is not None, delta_bias is not None)
-        D = u.new_zeros(dim) if D is None else D
-        delta_bias = u.new_zeros(dim) if delta_bias is None else delta_bias
         if engine == 'numba':
             plan = _block_plan(dim, groups, perm.shape[0])
-            u, delta, B, C = (x.contiguous() for x in (u, delta, B, C))
-            zg = u.new_zeros(1, 1, 1) if z is None else z.contiguous()
+            u, dt, B, C = (x.contiguous() for x in (u, dt, B, C))
             y = torch.empty_like(u)
             ckpt = u.new_empty(nbatch, nseg, nstate, dim)
             last = u.new_empty(nbatch, nstate, dim)
             _run_parallel(_scan_numba.scan_fwd,
-                          (_nb(u), _nb(delta), _nb(A.t().contiguous()),
-                           _nb(B), _nb(C), _nb(delta_bias.contiguous()),
-                           _nb(D.contiguous()), _nb(zg), bool(softplus),
-                           z is not None, _nb(perm),
-                           *(_nb(x) for x in plan), every, _nb(y), _nb(ckpt),
-                           _nb(last)), nbatch * plan[0].shape[0])
+                          (_nb(u), _nb(dt), _nb(A.t().contiguous()), _nb(B),
+                           _nb(C), _nb(perm), *(_nb(x) for x in plan), every,
+                           _nb(y), _nb(ckpt), _nb(last)),
+                          nbatch * plan[0].shape[0])
             last = last.transpose(1, 2).contiguous()
-            ctx.save_for_backward(u, delta, A, B, C, D, zg, delta_bias, perm,
-                                  ckpt)
         else:
-            dt = _softplus(delta + delta_bias[:, None], softplus)[0]
-            y_scan, ckpt, last = _torch_fwd(u, dt, A, B, C, perm, every)
-            y = y_scan + u * D[:, None]
-            if z is not None:
-                y = y * F.silu(z)
-            zg = u.new_zeros(1, 1, 1) if z is None else z
-            ctx.save_for_backward(u, delta, A, B, C, D, zg, delta_bias, perm,
-                                  ckpt, y_scan)
+            y, ckpt, last = _torch_fwd(u, dt, A, B, C, perm, every)
+        ctx.save_for_backward(u, dt, A, B, C, perm, ckpt)
         ctx.engine = engine
         ctx.every = every
-        ctx.softplus = bool(softplus)
         return y, last
 
     @staticmethod
     def backward(ctx, gy, glast):
-        u, delta, A, B, C, D, zg, delta_bias, perm, ckpt = \
-            ctx.saved_tensors[:10]
-        has_d, has_z, has_bias = ctx.has
+        u, dt, A, B, C, perm, ckpt = ctx.saved_tensors
         nbatch, dim, length = u.shape
         groups, nstate = B.shape[1], A.shape[1]
         if gy is None:
@@ -194,61 +167,31 @@ class SelectiveScanCPUFunction(torch.autograd.Function):
         if glast is None:
             glast = u.new_zeros(nbatch, dim, nstate)
         gy, glast = gy.to(u.dtype), glast.to(u.dtype)
-        dz = None
         if ctx.engine == 'numba':
             plan = _block_plan(dim, groups, perm.shape[0])
             nblk = plan[0].shape[0]
             gy = gy.contiguous()
             du = torch.empty_like(u)
-            ddelta = torch.empty_like(u)
-            dz = torch.empty_like(u) if has_z else u.new_empty(1, 1, 1)
+            ddt = torch.empty_like(u)
             dat = u.new_empty(nbatch, nstate, dim)
             dbp = u.new_empty(nbatch, nblk, nstate, length)
             dcp = u.new_empty(nbatch, nblk, nstate, length)
-            dbias = u.new_empty(nbatch, dim)
-            dd = u.new_empty(nbatch, dim)
             _run_parallel(
                 _scan_numba.scan_bwd,
-                (_nb(u), _nb(delta), _nb(A.t().contiguous()), _nb(B), _nb(C),
-                 _nb(delta_bias), _nb(D), _nb(zg), ctx.softplus, has_z,
+                (_nb(u), _nb(dt), _nb(A.t().contiguous()), _nb(B), _nb(C),
                  _nb(perm), *(_nb(x) for x in plan), ctx.every, _nb(ckpt),
                  _nb(gy), _nb(glast.transpose(1, 2).contiguous()), _nb(du),
-                 _nb(ddelta), _nb(dz), _nb(dat), _nb(dbp), _nb(dcp),
-                 _nb(dbias), _nb(dd)), nbatch * nblk)
+                 _nb(ddt), _nb(dat), _nb(dbp), _nb(dcp)), nbatch * nblk)
             # Sum the per-block partials over the blocks of each group.
             dB = u.new_zeros(nbatch, groups, nstate, length)
             dC = u.new_zeros(nbatch, groups, nstate, length)
             dB.index_add_(1, plan[2], dbp)
             dC.index_add_(1, plan[2], dcp)
             dA = dat.sum(0).t()
-            dbias, dd = dbias.sum(0), dd.sum(0)
         else:
-            y_scan = ctx.saved_tensors[10]
-            x = delta + delta_bias[:, None]
-            dt, slope = _softplus(x, ctx.softplus)
-            if has_z:
-                silu = F.silu(zg)
-                sig = torch.sigmoid(zg)
-                dz = gy * (y_scan + u * D[:, None]) * \
-                    sig * (1 + zg * (1 - sig))
-                gy = gy * silu
             du, ddt, dA, dB, dC = _torch_bwd(u, dt, A, B, C, perm, ckpt,
                                              ctx.every, gy, glast)
-            du = du + gy * D[:, None]
-            ddelta = ddt * slope
-            dbias = ddelta.sum((0, 2))
-            dd = (gy * u).sum((0, 2))
-        return (du, ddelta, dA, dB, dC, dd if has_d else None,
-                dz if has_z else None, dbias if has_bias else None, None,
-                None, None)
-
-
-def _softplus(x: Tensor, softplus: bool):
-    """``(softplus(x), softplus'(x))`` (torch's threshold 20), or ``(x, 1)``."""
-    if not softplus:
-        return x, torch.ones_like(x)
-    return F.softplus(x), torch.where(x > 20, torch.ones_like(x),
-                                      torch.sigmoid(x))
+        return du, ddt, dA, dB, dC, None, None
 
 
 def _channel_plan(perm: Tensor, dim: int, groups: int):
@@ -326,18 +269,8 @@ def selective_scan_cpu(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
     """CPU selective scan on checked inputs (see :func:`selective_scan`).
 
     ``perm`` is ``None`` (forward) or the ``(K, L)`` orders from
-    :func:`~mmssm.ops.selective_scan.resolve_scan_order`. Computes in float32
-    (float64 for float64 inputs) and returns ``y`` in the dtype of ``u``.
+    :func:`~mmssm.ops.selective_scan.resolve_scan_order`.
     """
-    dtype_in = u.dtype
-    cdt = torch.float64 if dtype_in == torch.float64 else torch.float32
-    if perm is None:
-        perm = torch.arange(u.shape[-1])[None]
-    B4 = B if B.dim() == 4 else B[:, None]
-    C4 = C if C.dim() == 4 else C[:, None]
-    y, last = SelectiveScanCPUFunction.apply(
-        *(None if x is None else x.to(cdt)
-          for x in (u, delta, A, B4, C4, D, z, delta_bias)), perm,
-        bool(delta_softplus), cpu_engine())
-    y = y.to(dtype_in)
-    return (y, last) if return_last_state else y
+    return run_scan_function(SelectiveScanCPUFunction, (cpu_engine(), ), u,
+                             delta, A, B, C, D, z, delta_bias, delta_softplus,
+                             return_last_state, perm)

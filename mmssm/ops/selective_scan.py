@@ -376,9 +376,8 @@ def run_scan_function(function, extra, u, delta, A, B, C, D, z, delta_bias,
                       delta_softplus, return_last_state, perm):
     """Run a scan ``autograd.Function`` with the elementwise parts around it.
 
-    The Triton path implements only ``y, last = scan(u, dt, A, B, C, perm)``
-    as an ``autograd.Function`` with an explicit backward (the CPU path fuses
-    the elementwise parts into its own function instead);
+    The fast paths (CPU and Triton) implement only ``y, last = scan(u, dt, A,
+    B, C, perm)`` as an ``autograd.Function`` with an explicit backward;
     ``delta_bias``, softplus, the ``D`` skip and the ``z`` gate are elementwise
     on ``(B, D, L)`` and are left to autograd here. The compute dtype is
     float32 (float64 for float64 inputs).
