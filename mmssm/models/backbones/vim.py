@@ -393,6 +393,8 @@ class Vim(BaseModule):
             sits: ``'middle'`` (index ``M // 2`` of ``M`` patches, Vim) or
             ``'head'`` (index 0, ShuffleMamba). Defaults to ``'middle'``.
         final_norm (bool): Apply ``norm_f`` to the last layer's output.
+            When False, ``norm_f`` is kept (official checkpoints have it) with
+            ``requires_grad=False``, so DDP needs no ``find_unused_parameters``.
             Defaults to True.
         drop_rate (float): Dropout after the position embedding.
             Defaults to 0.
@@ -542,6 +544,10 @@ class Vim(BaseModule):
                 mixer_cfg=mixer_cfg) for i in range(self.num_layers)
         ])
         self.norm_f = RMSNorm(self.embed_dims, eps=norm_eps)
+        if not final_norm:
+            # Kept for the checkpoint layout but unused: no gradient, so that
+            # DistributedDataParallel does not wait for one.
+            self.norm_f.requires_grad_(False)
 
         self._vim_init()
         self._register_load_state_dict_pre_hook(self._prepare_pos_embed)

@@ -378,6 +378,19 @@ def test_frozen_stages_and_norm_eval():
         tiny_vim(frozen_stages=4)
 
 
+def test_every_trainable_parameter_gets_a_gradient():
+    # DistributedDataParallel (find_unused_parameters=False, the default)
+    # fails when a trainable parameter gets no gradient; dense configs use
+    # final_norm=False, whose norm_f is then frozen.
+    for final_norm in (True, False):
+        model = tiny_vim(final_norm=final_norm, out_indices=(0, -1))
+        sum(o.sum() for o in model(torch.randn(1, 3, 32, 48))).backward()
+        missing = [n for n, p in model.named_parameters()
+                   if p.requires_grad and p.grad is None]
+        assert missing == [], missing
+        assert model.norm_f.weight.requires_grad == final_norm
+
+
 def test_get_layer_depth():
     model = tiny_vim()
     assert model.get_layer_depth('backbone.pos_embed', 'backbone.') == (0, 5)
