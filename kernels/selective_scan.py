@@ -15,8 +15,17 @@ token ``perm[d // (D // K), t]``; nothing is permuted in memory. ``delta_bias``,
 softplus, ``D`` and the ``z`` gate are elementwise and done by
 :func:`mmssm.ops.selective_scan.run_scan_function` around these kernels.
 
-Not done here: the split-L mode (several programs per long sequence with a
-second pass combining carries), for the small-batch long-sequence regime.
+Split-L mode, for the small-batch long-sequence regime (batch 2 at 1024x1024
+gives too few (batch, channel block) programs to fill a GPU): a third grid axis
+cuts the tiles of each sequence into ``S`` consecutive splits. The forward runs
+in three steps: (1) every split scans its tiles from a zero state and stores its
+end state and its decay ``exp(A * sum(dt))`` (the product of its ``a_t``);
+(2) a short loop over the splits composes these affine maps into the true state
+at the start of every split, ``h_{s+1} = decay_s * h_s + end_s``; (3) every
+split scans again from its true start state, writing ``y`` and the tile
+checkpoints. The backward does the same in reverse with ``dL/dh``, whose
+recurrence ``g_t = gy_t C_t + a_{t+1} g_{t+1}`` is linear in the carry too.
+Split mode costs about twice the arithmetic and gives ``S`` times the programs.
 
 These kernels are tested on the CPU with ``TRITON_INTERPRET=1``; they have not
 been run on a GPU by their author (no GPU was available).
@@ -55,11 +64,18 @@ def _tile_inputs(u_ptr, dt_ptr, b_ptr, c_ptr, perm_ptr, pos, offs_d, offs_n,
 
 
 @triton.jit
-def _scan_fwd_kernel(u_ptr, dt_ptr, a_ptr, b_ptr, c_ptr, perm_ptr, y_ptr,
-                     ckpt_ptr, last_ptr, D, L, NT, CH_PER_ORDER, CH_PER_GROUP,
-                     G: tl.constexpr, N: tl.constexpr, NP: tl.constexpr,
-                     BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr):
+def _scan_fwd_kernel(u_ptr, dt_ptr, a_ptr, b_ptr, c_ptr, perm_ptr, h0_ptr,
+                     y_ptr, ckpt_ptr, end_ptr, decay_ptr, D, L, NT, TPS, NS,
+                     CH_PER_ORDER, CH_PER_GROUP, G: tl.constexpr,
+                     N: tl.constexpr, NP: tl.constexpr, BLOCK_D: tl.constexpr,
+                     BLOCK_L: tl.constexpr, WRITE_Y: tl.constexpr):
+    """Scan tiles ``[s * TPS, (s + 1) * TPS)`` from the state ``h0[b, s]``.
+
+    ``WRITE_Y``: store ``y`` and the tile checkpoints; otherwise store only the
+    end state and the decay of the split (step 1 of split mode).
+    """
     bid = tl.program_id(0)
+    split = tl.program_id(2)
     offs_d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
     offs_n = tl.arange(0, NP)
     offs_l = tl.arange(0, BLOCK_L)
@@ -70,10 +86,15 @@ def _scan_fwd_kernel(u_ptr, dt_ptr, a_ptr, b_ptr, c_ptr, perm_ptr, y_ptr,
     group_id = offs_d // CH_PER_GROUP
     a_mat = tl.load(a_ptr + offs_d[:, None] * N + offs_n[None, :],
                     mask=mask_dn, other=0.).to(tl.float32)
-    h = tl.zeros((BLOCK_D, NP), dtype=tl.float32)
-    for c in range(NT):
-        tl.store(ckpt_ptr + ((bid * NT + c) * D + offs_d[:, None]) * N +
-                 offs_n[None, :], h, mask=mask_dn)
+    state = ((bid * NS + split) * D + offs_d[:, None]) * N + offs_n[None, :]
+    h = tl.load(h0_ptr + state, mask=mask_dn, other=0.)
+    dt_sum = tl.zeros((BLOCK_D, ), dtype=tl.float32)
+    c_begin = split * TPS
+    c_end = tl.minimum(c_begin + TPS, NT)
+    for c in range(c_begin, c_end):
+        if WRITE_Y:
+            tl.store(ckpt_ptr + ((bid * NT + c) * D + offs_d[:, None]) * N +
+                     offs_n[None, :], h, mask=mask_dn)
         pos = c * BLOCK_L + offs_l
         tok, mask_dl, u, dt, bv, cv = _tile_inputs(
             u_ptr, dt_ptr, b_ptr, c_ptr, perm_ptr, pos, offs_d, offs_n, mask_d,
@@ -83,23 +104,38 @@ def _scan_fwd_kernel(u_ptr, dt_ptr, a_ptr, b_ptr, c_ptr, perm_ptr, y_ptr,
         bx = (dt * u)[:, :, None] * bv
         a_cum, h_loc = tl.associative_scan((a, bx), 1, _linear_combine)
         h_all = a_cum * h[:, None, :] + h_loc
-        y = tl.sum(h_all * cv, axis=2)
-        tl.store(y_ptr + (bid * D + offs_d[:, None]) * L + tok, y,
-                 mask=mask_dl)
+        if WRITE_Y:
+            y = tl.sum(h_all * cv, axis=2)
+            tl.store(y_ptr + (bid * D + offs_d[:, None]) * L + tok, y,
+                     mask=mask_dl)
+        else:
+            dt_sum += tl.sum(dt, axis=1)
         h = tl.sum(tl.where(offs_l[None, :, None] == BLOCK_L - 1, h_all, 0.),
                    axis=1)
-    tl.store(last_ptr + (bid * D + offs_d[:, None]) * N + offs_n[None, :], h,
-             mask=mask_dn)
+    tl.store(end_ptr + state, h, mask=mask_dn)
+    if not WRITE_Y:
+        tl.store(decay_ptr + state, tl.exp(a_mat * dt_sum[:, None]),
+                 mask=mask_dn)
 
 
 @triton.jit
 def _scan_bwd_kernel(u_ptr, dt_ptr, a_ptr, b_ptr, c_ptr, perm_ptr, ckpt_ptr,
-                     gy_ptr, glast_ptr, du_ptr, ddt_ptr, da_ptr, db_ptr,
-                     dc_ptr, D, L, NT, CH_PER_ORDER, CH_PER_GROUP,
-                     G: tl.constexpr, N: tl.constexpr, NP: tl.constexpr,
-                     BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr,
-                     UNIFORM: tl.constexpr):
+                     gy_ptr, g0_ptr, gend_ptr, decay_ptr, du_ptr, ddt_ptr,
+                     da_ptr, db_ptr, dc_ptr, D, L, NT, TPS, NS, CH_PER_ORDER,
+                     CH_PER_GROUP, G: tl.constexpr, N: tl.constexpr,
+                     NP: tl.constexpr, BLOCK_D: tl.constexpr,
+                     BLOCK_L: tl.constexpr, UNIFORM: tl.constexpr,
+                     GRADS: tl.constexpr):
+    """Walk tiles ``[s * TPS, (s + 1) * TPS)`` backwards from the carry
+    ``g0[b, s]`` (``dL/dh`` at the first position after the split).
+
+    ``GRADS``: store the input gradients (``da`` per batch and split);
+    otherwise store only the carry at the start of the split and the decay
+    ``exp(A * sum(dt))`` over the positions after the split's first one up to
+    the first one after it (step 1 of split mode).
+    """
     bid = tl.program_id(0)
+    split = tl.program_id(2)
     offs_d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
     offs_n = tl.arange(0, NP)
     offs_l = tl.arange(0, BLOCK_L)
@@ -110,26 +146,23 @@ def _scan_bwd_kernel(u_ptr, dt_ptr, a_ptr, b_ptr, c_ptr, perm_ptr, ckpt_ptr,
     group_id = offs_d // CH_PER_GROUP
     a_mat = tl.load(a_ptr + offs_d[:, None] * N + offs_n[None, :],
                     mask=mask_dn, other=0.).to(tl.float32)
+    state = ((bid * NS + split) * D + offs_d[:, None]) * N + offs_n[None, :]
     # g_next: dL/dh at the first position of the tile after the current one
-    # (at the end, the gradient of the last state, through a virtual a = 1).
-    g_next = tl.load(glast_ptr + (bid * D + offs_d[:, None]) * N +
-                     offs_n[None, :], mask=mask_dn, other=0.).to(tl.float32)
+    # (at the very end, the gradient of the last state, through a virtual
+    # a = 1).
+    g_next = tl.load(g0_ptr + state, mask=mask_dn, other=0.).to(tl.float32)
     da_acc = tl.zeros((BLOCK_D, NP), dtype=tl.float32)
-    for cc in range(NT):
-        c = NT - 1 - cc
-        h0 = tl.load(ckpt_ptr + ((bid * NT + c) * D + offs_d[:, None]) * N +
-                     offs_n[None, :], mask=mask_dn, other=0.)
+    dt_sum = tl.zeros((BLOCK_D, ), dtype=tl.float32)
+    c_begin = split * TPS
+    c_end = tl.minimum(c_begin + TPS, NT)
+    for cc in range(c_end - c_begin):
+        c = c_end - 1 - cc
         pos = c * BLOCK_L + offs_l
         tok, mask_dl, u, dt, bv, cv = _tile_inputs(
             u_ptr, dt_ptr, b_ptr, c_ptr, perm_ptr, pos, offs_d, offs_n, mask_d,
             mask_n, order_id, group_id, bid, D, L, G, N)
         row = (bid * D + offs_d[:, None]) * L
         gy = tl.load(gy_ptr + row + tok, mask=mask_dl, other=0.).to(tl.float32)
-        # Recompute the states of the tile.
-        a = tl.exp(dt[:, :, None] * a_mat[:, None, :])
-        bx = (dt * u)[:, :, None] * bv
-        a_cum, h_loc = tl.associative_scan((a, bx), 1, _linear_combine)
-        h_all = a_cum * h0[:, None, :] + h_loc
         # a_{t+1}: dt of the next visited position (1 past the end).
         nxt = pos + 1
         mask_nx = mask_d[:, None] & (nxt[None, :] < L)
@@ -144,36 +177,51 @@ def _scan_bwd_kernel(u_ptr, dt_ptr, a_ptr, b_ptr, c_ptr, perm_ptr, ckpt_ptr,
                                             reverse=True)
         g = g_loc + a_prod * g_next[:, None, :]
         g_next = tl.sum(tl.where(offs_l[None, :, None] == 0, g, 0.), axis=1)
-        # a_t * h_{t-1} = h_t - b_t (no shifted copy of the states needed).
-        ah_prev = h_all - bx
-        g_dt = g * dt[:, :, None]
-        du = tl.sum(g_dt * bv, axis=2)
-        ddt = tl.sum(g * (a_mat[:, None, :] * ah_prev + bv * u[:, :, None]),
-                     axis=2)
-        tl.store(du_ptr + row + tok, du, mask=mask_dl)
-        tl.store(ddt_ptr + row + tok, ddt, mask=mask_dl)
-        da_acc += tl.sum(g_dt * ah_prev, axis=1)
-        gb = g_dt * u[:, :, None]
-        gc = gy[:, :, None] * h_all
-        mask3 = mask_dl[:, :, None] & mask_n[None, None, :]
-        if UNIFORM:
-            # Every channel of the block has one order and one group: sum
-            # over the block first, one atomic per (token, state).
-            d_first = tl.program_id(1) * BLOCK_D
-            tok0 = tl.load(perm_ptr + (d_first // CH_PER_ORDER) * L + pos,
-                           mask=pos < L, other=0)
-            g0 = d_first // CH_PER_GROUP
-            bc0 = ((bid * G + g0) * N + offs_n[None, :]) * L + tok0[:, None]
-            mask2 = (pos[:, None] < L) & mask_n[None, :]
-            tl.atomic_add(db_ptr + bc0, tl.sum(gb, axis=0), mask=mask2)
-            tl.atomic_add(dc_ptr + bc0, tl.sum(gc, axis=0), mask=mask2)
+        if GRADS:
+            # Recompute the states of the tile from its checkpoint.
+            h0 = tl.load(ckpt_ptr + ((bid * NT + c) * D + offs_d[:, None]) *
+                         N + offs_n[None, :], mask=mask_dn, other=0.)
+            a = tl.exp(dt[:, :, None] * a_mat[:, None, :])
+            bx = (dt * u)[:, :, None] * bv
+            a_cum, h_loc = tl.associative_scan((a, bx), 1, _linear_combine)
+            h_all = a_cum * h0[:, None, :] + h_loc
+            # a_t * h_{t-1} = h_t - b_t (no shifted copy of the states).
+            ah_prev = h_all - bx
+            g_dt = g * dt[:, :, None]
+            du = tl.sum(g_dt * bv, axis=2)
+            ddt = tl.sum(g * (a_mat[:, None, :] * ah_prev +
+                              bv * u[:, :, None]), axis=2)
+            tl.store(du_ptr + row + tok, du, mask=mask_dl)
+            tl.store(ddt_ptr + row + tok, ddt, mask=mask_dl)
+            da_acc += tl.sum(g_dt * ah_prev, axis=1)
+            gb = g_dt * u[:, :, None]
+            gc = gy[:, :, None] * h_all
+            mask3 = mask_dl[:, :, None] & mask_n[None, None, :]
+            if UNIFORM:
+                # Every channel of the block has one order and one group:
+                # sum over the block first, one atomic per (token, state).
+                d_first = tl.program_id(1) * BLOCK_D
+                tok0 = tl.load(perm_ptr + (d_first // CH_PER_ORDER) * L + pos,
+                               mask=pos < L, other=0)
+                g0 = d_first // CH_PER_GROUP
+                bc0 = (((bid * G + g0) * N + offs_n[None, :]) * L +
+                       tok0[:, None])
+                mask2 = (pos[:, None] < L) & mask_n[None, :]
+                tl.atomic_add(db_ptr + bc0, tl.sum(gb, axis=0), mask=mask2)
+                tl.atomic_add(dc_ptr + bc0, tl.sum(gc, axis=0), mask=mask2)
+            else:
+                bc = (((bid * G + group_id[:, None, None]) * N +
+                       offs_n[None, None, :]) * L + tok[:, :, None])
+                tl.atomic_add(db_ptr + bc, gb, mask=mask3)
+                tl.atomic_add(dc_ptr + bc, gc, mask=mask3)
         else:
-            bc = (((bid * G + group_id[:, None, None]) * N +
-                   offs_n[None, None, :]) * L + tok[:, :, None])
-            tl.atomic_add(db_ptr + bc, gb, mask=mask3)
-            tl.atomic_add(dc_ptr + bc, gc, mask=mask3)
-    tl.store(da_ptr + (bid * D + offs_d[:, None]) * N + offs_n[None, :],
-             da_acc, mask=mask_dn)
+            dt_sum += tl.sum(dt_nx, axis=1)
+    if GRADS:
+        tl.store(da_ptr + state, da_acc, mask=mask_dn)
+    else:
+        tl.store(gend_ptr + state, g_next, mask=mask_dn)
+        tl.store(decay_ptr + state, tl.exp(a_mat * dt_sum[:, None]),
+                 mask=mask_dn)
 
 
 def _block_sizes(dim: int, nstate: int, block_d=None, block_l=None):
@@ -189,16 +237,55 @@ def _block_sizes(dim: int, nstate: int, block_d=None, block_l=None):
     return np2, block_d, block_l, num_warps
 
 
+def _num_splits(split_l, nbatch: int, nblocks: int, ntile: int,
+                device: torch.device) -> int:
+    """Splits per sequence: ``split_l`` if given (capped to the tiles),
+    else enough to give about two programs per GPU multiprocessor while every
+    split keeps at least 4 tiles (1 when the batch fills the GPU already)."""
+    if split_l is not None:
+        if int(split_l) < 1:
+            raise ValueError(f'split_l must be >= 1, got {split_l}')
+        return min(int(split_l), ntile)
+    if device.type != 'cuda':
+        return 1
+    target = 2 * torch.cuda.get_device_properties(device).multi_processor_count
+    programs = nbatch * nblocks
+    if programs >= target:
+        return 1
+    return max(1, min(triton.cdiv(target, programs), ntile // 4))
+
+
+def _compose_forward(end, decay):
+    """True start state of each split: ``h_0 = 0``,
+    ``h_{s+1} = decay_s * h_s + end_s`` (``end``/``decay`` ``(B, S, D, N)``)."""
+    h0 = torch.zeros_like(end)
+    for split in range(1, end.shape[1]):
+        h0[:, split] = decay[:, split - 1] * h0[:, split - 1] + end[:, split - 1]
+    return h0
+
+
+def _compose_backward(gstart, decay, glast):
+    """True carry entering each split from the right: ``g_{S-1} = glast``,
+    ``g_{s-1} = gstart_s + decay_s * g_s``."""
+    g0 = torch.zeros_like(gstart)
+    g0[:, -1] = glast
+    for split in range(gstart.shape[1] - 1, 0, -1):
+        g0[:, split - 1] = gstart[:, split] + decay[:, split] * g0[:, split]
+    return g0
+
+
 class SelectiveScanTritonFunction(torch.autograd.Function):
     """``y, last = scan(u, dt, A, B, C)`` with the Triton kernels.
 
     Inputs as :class:`mmssm.ops.scan_cpu.SelectiveScanCPUFunction`: ``u``,
     ``dt`` ``(Bt, D, L)``, ``A`` ``(D, N)``, ``B``, ``C`` ``(Bt, G, N, L)``,
-    ``perm`` ``(K, L)``. ``y`` and ``last`` are float32.
+    ``perm`` ``(K, L)``; ``block_d``, ``block_l`` and ``split_l`` override the
+    channels per program, the tile length and the splits per sequence (None:
+    automatic). ``y`` and ``last`` are float32.
     """
 
     @staticmethod
-    def forward(ctx, u, dt, A, B, C, perm, block_d, block_l):
+    def forward(ctx, u, dt, A, B, C, perm, block_d, block_l, split_l):
         u, dt, A, B, C = (x.contiguous() for x in (u, dt, A, B, C))
         perm = perm.to(device=u.device, dtype=torch.int64).contiguous()
         nbatch, dim, length = u.shape
@@ -206,56 +293,80 @@ class SelectiveScanTritonFunction(torch.autograd.Function):
         np2, block_d, block_l, num_warps = _block_sizes(
             dim, nstate, block_d, block_l)
         ntile = triton.cdiv(length, block_l)
-        y = torch.empty(nbatch, dim, length, device=u.device,
-                        dtype=torch.float32)
-        ckpt = torch.empty(nbatch, ntile, dim, nstate, device=u.device,
-                           dtype=torch.float32)
-        last = torch.empty(nbatch, dim, nstate, device=u.device,
-                           dtype=torch.float32)
-        grid = (nbatch, triton.cdiv(dim, block_d))
-        _scan_fwd_kernel[grid](
-            u, dt, A, B, C, perm, y, ckpt, last, dim, length, ntile,
-            dim // perm.shape[0], dim // groups, G=groups, N=nstate, NP=np2,
-            BLOCK_D=block_d, BLOCK_L=block_l, num_warps=num_warps)
+        nblocks = triton.cdiv(dim, block_d)
+        nsplit = _num_splits(split_l, nbatch, nblocks, ntile, u.device)
+        tps = triton.cdiv(ntile, nsplit)
+        nsplit = triton.cdiv(ntile, tps)  # no empty split
+        f32 = dict(device=u.device, dtype=torch.float32)
+        y = torch.empty(nbatch, dim, length, **f32)
+        ckpt = torch.empty(nbatch, ntile, dim, nstate, **f32)
+        end = torch.empty(nbatch, nsplit, dim, nstate, **f32)
+        h0 = torch.zeros(nbatch, nsplit, dim, nstate, **f32)
+        grid = (nbatch, nblocks, nsplit)
+        common = (dim, length, ntile, tps, nsplit, dim // perm.shape[0],
+                  dim // groups)
+        meta = dict(G=groups, N=nstate, NP=np2, BLOCK_D=block_d,
+                    BLOCK_L=block_l, num_warps=num_warps)
+        if nsplit > 1:
+            decay = torch.empty_like(end)
+            _scan_fwd_kernel[grid](u, dt, A, B, C, perm, h0, y, ckpt, end,
+                                   decay, *common, WRITE_Y=False, **meta)
+            h0 = _compose_forward(end, decay)
+        _scan_fwd_kernel[grid](u, dt, A, B, C, perm, h0, y, ckpt, end, end,
+                               *common, WRITE_Y=True, **meta)
         ctx.save_for_backward(u, dt, A, B, C, perm, ckpt)
-        ctx.blocks = (np2, block_d, block_l, ntile, num_warps)
-        return y.to(u.dtype), last.to(u.dtype)
+        ctx.blocks = (np2, block_d, block_l, ntile, tps, nsplit, num_warps)
+        return y.to(u.dtype), end[:, -1].clone().to(u.dtype)
 
     @staticmethod
     def backward(ctx, gy, glast):
         u, dt, A, B, C, perm, ckpt = ctx.saved_tensors
-        np2, block_d, block_l, ntile, num_warps = ctx.blocks
+        np2, block_d, block_l, ntile, tps, nsplit, num_warps = ctx.blocks
         nbatch, dim, length = u.shape
         groups, nstate = B.shape[1], A.shape[1]
         if gy is None:
             gy = torch.zeros_like(u)
-        if glast is None:
-            glast = u.new_zeros(nbatch, dim, nstate)
-        gy, glast = gy.contiguous(), glast.contiguous()
+        gy = gy.contiguous()
         f32 = dict(device=u.device, dtype=torch.float32)
+        glast = (torch.zeros(nbatch, dim, nstate, **f32)
+                 if glast is None else glast.float())
         du = torch.empty(nbatch, dim, length, **f32)
         ddt = torch.empty(nbatch, dim, length, **f32)
-        da = torch.empty(nbatch, dim, nstate, **f32)
+        da = torch.empty(nbatch, nsplit, dim, nstate, **f32)
         db = torch.zeros(nbatch, groups, nstate, length, **f32)
         dc = torch.zeros(nbatch, groups, nstate, length, **f32)
         per_order, per_group = dim // perm.shape[0], dim // groups
         uniform = per_order % block_d == 0 and per_group % block_d == 0
-        grid = (nbatch, triton.cdiv(dim, block_d))
-        _scan_bwd_kernel[grid](
-            u, dt, A, B, C, perm, ckpt, gy, glast, du, ddt, da, db, dc, dim,
-            length, ntile, per_order, per_group, G=groups, N=nstate, NP=np2,
-            BLOCK_D=block_d, BLOCK_L=block_l, UNIFORM=uniform,
-            num_warps=num_warps)
-        return (du.to(u.dtype), ddt.to(dt.dtype), da.sum(0).to(A.dtype),
-                db.to(B.dtype), dc.to(C.dtype), None, None, None)
+        grid = (nbatch, triton.cdiv(dim, block_d), nsplit)
+        common = (dim, length, ntile, tps, nsplit, per_order, per_group)
+        meta = dict(G=groups, N=nstate, NP=np2, BLOCK_D=block_d,
+                    BLOCK_L=block_l, UNIFORM=uniform, num_warps=num_warps)
+        if nsplit > 1:
+            zeros = torch.zeros(nbatch, nsplit, dim, nstate, **f32)
+            gstart, decay = torch.empty_like(zeros), torch.empty_like(zeros)
+            _scan_bwd_kernel[grid](u, dt, A, B, C, perm, ckpt, gy, zeros,
+                                   gstart, decay, du, ddt, da, db, dc,
+                                   *common, GRADS=False, **meta)
+            g0 = _compose_backward(gstart, decay, glast)
+        else:
+            g0 = glast.reshape(nbatch, 1, dim, nstate).contiguous()
+        _scan_bwd_kernel[grid](u, dt, A, B, C, perm, ckpt, gy, g0, g0, g0, du,
+                               ddt, da, db, dc, *common, GRADS=True, **meta)
+        return (du.to(u.dtype), ddt.to(dt.dtype),
+                da.sum((0, 1)).to(A.dtype), db.to(B.dtype), dc.to(C.dtype),
+                None, None, None, None)
 
 
 def selective_scan_triton(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
-                          return_last_state, perm, block_d=None, block_l=None):
+                          return_last_state, perm, block_d=None, block_l=None,
+                          split_l=None):
     """Triton selective scan on checked inputs (see
     :func:`mmssm.ops.selective_scan`); ``block_d``/``block_l`` override the
-    channels per program and the tile length (tests use small tiles)."""
+    channels per program and the tile length (tests use small tiles),
+    ``split_l`` the number of splits per sequence (split-L mode; None chooses
+    from the batch, the channels and the GPU's multiprocessors)."""
     from mmssm.ops.selective_scan import run_scan_function
-    return run_scan_function(SelectiveScanTritonFunction, (block_d, block_l),
-                             u, delta, A, B, C, D, z, delta_bias,
-                             delta_softplus, return_last_state, perm)
+    return run_scan_function(SelectiveScanTritonFunction,
+                             (block_d, block_l, split_l), u, delta, A, B, C,
+                             D, z, delta_bias, delta_softplus,
+                             return_last_state, perm)

@@ -21,7 +21,7 @@ import mmssm  # noqa: E402,F401  (stack fixes before any config is parsed)
 from mmengine.config import Config, ConfigDict, DictAction  # noqa: E402
 
 from mmssm.apis import (apply_common_args, build_runner,  # noqa: E402
-                        check_data_roots, get_task)
+                        check_data_roots, get_task, shutdown_distributed)
 
 
 def parse_args(argv=None):
@@ -117,7 +117,10 @@ def main(argv=None):
             from mmpretrain.evaluation import DumpResults
             runner.test_evaluator.metrics.append(
                 DumpResults(out_file_path=args.out))
-    return runner.test()
+    metrics = runner.test()
+    del runner
+    shutdown_distributed()
+    return metrics
 
 
 if __name__ == '__main__':

@@ -19,7 +19,7 @@ import torch  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
 
 from mmssm.apis import (apply_common_args, build_runner,  # noqa: E402
-                        check_data_roots, get_task)
+                        check_data_roots, get_task, shutdown_distributed)
 
 
 def parse_args(argv=None):
@@ -87,6 +87,8 @@ def main(argv=None):
     check_data_roots(cfg, splits=('train', 'val'))
     runner = build_runner(cfg)
     runner.train()
+    del runner
+    shutdown_distributed()
 
 
 if __name__ == '__main__':

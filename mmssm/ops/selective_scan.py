@@ -451,7 +451,8 @@ def selective_scan(u: Tensor,
                    *,
                    order: OrderType = None,
                    grid: Optional[Tuple[int, int]] = None,
-                   impl: Optional[str] = None):
+                   impl: Optional[str] = None,
+                   split_l: Optional[int] = None):
     """Selective scan (Mamba S6) with scan orders, on CPU or GPU.
 
     Semantics and positional signature of ``selective_scan_ref`` of
@@ -490,12 +491,23 @@ def selective_scan(u: Tensor,
             CPU path for CPU tensors; the environment variable
             ``MMSSM_SCAN_IMPL`` overrides it), ``'triton'``, ``'cpu'`` or
             ``'ref'`` (:func:`selective_scan_ref`).
+        split_l (int, optional): Triton only (ignored by the other
+            implementations, which give the same result): cut each sequence
+            into this many splits, scanned by separate programs and combined
+            by a second pass (split-L mode, for small batches of long
+            sequences). None chooses from the batch size, the channels and the
+            GPU's multiprocessor count; 1 disables it.
 
     Returns:
         Tensor | tuple[Tensor, Tensor]: ``y`` ``(B, D, L)`` in ``u``'s dtype,
         and ``last_state`` ``(B, D, N)`` float32 when ``return_last_state``.
     """
     _check_inputs(u, delta, A, B, C, D, z, delta_bias)
+    if split_l is not None and (isinstance(split_l, bool)
+                                or not isinstance(split_l, int)
+                                or split_l < 1):
+        raise ValueError('selective_scan: split_l must be None or an int >= '
+                         f'1, got {split_l!r}')
     perm = resolve_scan_order(order, u.shape[-1], u.shape[1], grid, u.device)
     impl = _resolve_impl(impl, u)
     args = (u, delta, A, B, C, D, z, delta_bias, bool(delta_softplus),
@@ -514,4 +526,4 @@ def selective_scan(u: Tensor,
                          '(or TRITON_INTERPRET=1 for the Triton interpreter '
                          f'on CPU tensors), got tensors on {u.device}')
     from mmssm.kernels.selective_scan import selective_scan_triton
-    return selective_scan_triton(*args)
+    return selective_scan_triton(*args, split_l=split_l)

@@ -359,3 +359,20 @@ def test_traced_grid_sizes(engine):
     with pytest.raises(ValueError, match='grid'):
         selective_scan(x.flatten(2), delta, A, B, C, order='col',
                        grid=(torch.tensor(3.), 5), impl='cpu')
+
+
+@pytest.mark.parametrize('bad', [0, -1, 2.0, True, '2'])
+def test_bad_split_l_is_refused(bad):
+    """``split_l`` (Triton's split-L mode) is validated on every path."""
+    t = make_inputs(1, 4, 10, 2, seed=0)
+    with pytest.raises(ValueError, match='split_l must be None or an int'):
+        selective_scan(t['u'], t['delta'], t['A'], t['B'], t['C'],
+                       impl='cpu', split_l=bad)
+
+
+def test_split_l_is_ignored_off_triton():
+    """Other implementations take ``split_l`` and give the same result."""
+    t = make_inputs(1, 4, 10, 2, seed=0)
+    args = (t['u'], t['delta'], t['A'], t['B'], t['C'])
+    torch.testing.assert_close(selective_scan(*args, impl='cpu', split_l=3),
+                               selective_scan(*args, impl='cpu'))

@@ -19,4 +19,31 @@ def test_triton_kernels_interpreted_match_reference():
         cwd=HERE, env=env, capture_output=True, text=True, timeout=900)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
-    assert '9 cases passed, 0 failed' in proc.stdout, out
+    assert '14 cases passed, 0 failed' in proc.stdout, out
+
+
+def test_split_count_heuristic(monkeypatch):
+    """Split-L: explicit counts are capped to the tiles; the automatic count
+    aims at two programs per multiprocessor, keeps >= 4 tiles per split and
+    is 1 off the GPU or when the batch fills the GPU."""
+    import types
+
+    import pytest
+    import torch
+
+    from mmssm.kernels.selective_scan import _num_splits
+    cpu, gpu = torch.device('cpu'), torch.device('cuda', 0)
+    assert _num_splits(None, 1, 4, 64, cpu) == 1
+    assert _num_splits(5, 1, 4, 3, cpu) == 3
+    assert _num_splits(2, 1, 4, 64, cpu) == 2
+    with pytest.raises(ValueError, match='split_l must be >= 1'):
+        _num_splits(0, 1, 4, 64, cpu)
+    monkeypatch.setattr(
+        torch.cuda, 'get_device_properties',
+        lambda device: types.SimpleNamespace(multi_processor_count=132))
+    # batch 2 x 24 blocks = 48 programs, 264 wanted: 6 splits, but 16 tiles
+    # allow only 4 of >= 4 tiles.
+    assert _num_splits(None, 2, 24, 16, gpu) == 4
+    assert _num_splits(None, 2, 24, 1024, gpu) == 6
+    assert _num_splits(None, 16, 24, 1024, gpu) == 1  # 384 programs
+    assert _num_splits(None, 2, 24, 3, gpu) == 1  # too short to split

@@ -17,21 +17,22 @@ from mmssm.ops import (resolve_scan_order, selective_scan,  # noqa: E402
                        selective_scan_ref)
 
 
-def triton_scan(block_d=None, block_l=8):
-    """The kernels with small tiles (L is never a multiple of 8 below)."""
+def triton_scan(block_d=None, block_l=8, split_l=None):
+    """The kernels with small tiles (L is never a multiple of 8 below) and,
+    with ``split_l``, in split-L mode."""
 
     def fn(u, delta, A, B, C, D, z, bias, softplus, last, order=None,
            grid=None):
         perm = resolve_scan_order(order, u.shape[-1], u.shape[1], grid)
         return selective_scan_triton(u, delta, A, B, C, D, z, bias, softplus,
                                      last, perm, block_d=block_d,
-                                     block_l=block_l)
+                                     block_l=block_l, split_l=split_l)
 
     return fn
 
 
 GM = ['row', 'col', 'row_reverse', 'col_reverse']
-# (name, make_inputs kwargs, run kwargs, block_d)
+# (name, make_inputs kwargs, run kwargs, block_d[, split_l])
 CASES = [
     ('fwd_n16_all_options', dict(dim=8, length=21, nstate=16), {}, None),
     ('fwd_n1_groups', dict(dim=8, length=21, nstate=1, groups=2), {}, None),
@@ -48,15 +49,31 @@ CASES = [
                                            groups=3),
      dict(order=[torch.randperm(19, generator=torch.Generator().manual_seed(
          1)), 'reverse']), 4),
+    # Split-L mode: 3 tiles of 8 in 3 splits (one tile each, the last one
+    # partial), and 6 tiles in 2 splits of 3 with the GroupMamba orders.
+    ('split3_n16_all_options', dict(dim=8, length=21, nstate=16), {}, None,
+     3),
+    ('split2_groupmamba_orders_n1', dict(dim=8, length=45, nstate=1,
+                                         groups=2),
+     dict(order=GM, grid=(5, 9)), None, 2),
+    ('split_reverse_blocks_straddle', dict(dim=12, length=30, nstate=3,
+                                           groups=3),
+     dict(order='reverse'), 4, 4),
+    # More splits than tiles: capped to one tile per split.
+    ('split_capped_no_options', dict(dim=6, length=13, nstate=4,
+                                     with_d=False, with_z=False,
+                                     with_bias=False),
+     dict(delta_softplus=False), None, 9),
 ]
 
 
 def main():
     passed, failed = 0, 0
-    for name, mk, kw, block_d in CASES:
+    for name, mk, kw, block_d, *split in CASES:
         t = make_inputs(batch=2, seed=passed + failed, **mk)
         want = run_scan(selective_scan_ref, t, **kw)
-        got = run_scan(triton_scan(block_d), t, **kw)
+        got = run_scan(triton_scan(block_d, split_l=(split or [None])[0]), t,
+                       **kw)
         bad = compare(got, want)
         print(name, 'ok' if not bad else bad)
         passed, failed = passed + (not bad), failed + bool(bad)
@@ -79,6 +96,14 @@ def main():
     want = run_scan(selective_scan_ref, t)
     bad = compare(got, want)
     print('public_op_impl_triton', 'ok' if not bad else bad)
+    passed, failed = passed + (not bad), failed + bool(bad)
+    # ... and passes split_l on (L = 300: 5 tiles of 64, 3 splits).
+    t = make_inputs(1, 4, 300, 2, seed=4)
+    got = run_scan(
+        lambda *a, **k: selective_scan(*a, impl='triton', split_l=3, **k), t)
+    want = run_scan(selective_scan_ref, t)
+    bad = compare(got, want)
+    print('public_op_split_l', 'ok' if not bad else bad)
     passed, failed = passed + (not bad), failed + bool(bad)
     print(f'{passed} cases passed, {failed} failed')
     return 1 if failed else 0

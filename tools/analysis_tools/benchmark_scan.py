@@ -8,7 +8,9 @@ Every available implementation runs forward and forward+backward at
 * ``cpu``: the CPU path (numba engine when numba is installed),
 * ``cpu-torch``: the CPU path's pure-torch fallback engine (only with
   ``--impls``; a Python loop over L, minutes at L = 16384),
-* ``triton``: the Triton kernels (CUDA only),
+* ``triton``: the Triton kernels (CUDA only; split-L mode chosen
+  automatically), and ``triton-nosplit``: the same with ``split_l=1``, so the
+  gain of split-L mode at small batches shows in the same run,
 * ``ref-index`` (only with ``--impls``): the same loop written like
   mamba_ssm's ``selective_scan_ref`` (``deltaA[:, :, i]`` indexing, whose
   backward is quadratic in L); capped at ``--index-ref-max-len`` (1024),
@@ -88,15 +90,17 @@ def _make_fn(impl: str):
     import torch
     if impl == 'ref-index':
         return _indexing_ref, 'cpu'
-    if impl in ('ref', 'cpu', 'cpu-torch', 'triton'):
+    if impl in ('ref', 'cpu', 'cpu-torch', 'triton', 'triton-nosplit'):
         from mmssm.ops import selective_scan
         if impl == 'cpu-torch':
             os.environ['MMSSM_SCAN_CPU_ENGINE'] = 'torch'
-        name = 'cpu' if impl == 'cpu-torch' else impl
-        device = 'cuda' if impl == 'triton' else 'cpu'
+        name = impl.split('-')[0]
+        device = 'cuda' if name == 'triton' else 'cpu'
+        split_l = 1 if impl == 'triton-nosplit' else None
 
         def fn(*args):
-            return selective_scan(*args, delta_softplus=True, impl=name)
+            return selective_scan(*args, delta_softplus=True, impl=name,
+                                  split_l=split_l)
 
         return fn, device
     from mamba_ssm.ops.selective_scan_interface import (selective_scan_fn,
@@ -174,7 +178,7 @@ def available_impls():
     import torch
     impls = ['ref', 'cpu']
     if torch.cuda.is_available():
-        impls.append('triton')
+        impls += ['triton', 'triton-nosplit']
     try:
         import mamba_ssm.ops.selective_scan_interface  # noqa: F401
     except Exception:  # noqa: BLE001  (any import failure: not available)
