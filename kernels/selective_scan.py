@@ -18,8 +18,8 @@ softplus, ``D`` and the ``z`` gate are elementwise and done by
 Split-L mode, for the small-batch long-sequence regime (batch 2 at 1024x1024
 gives too few (batch, channel block) programs to fill a GPU): a third grid axis
 cuts the tiles of each sequence into ``S`` consecutive splits. The forward runs
-in three steps: (1) every split scans its tiles from a zero state and stores its
-end state and its decay ``exp(A * sum(dt))`` (the product of its ``a_t``);
+in three steps: (1) every split scans its tiles from a zero state and stores
+its end state and its decay ``exp(A * sum(dt))`` (the product of its ``a_t``);
 (2) a short loop over the splits composes these affine maps into the true state
 at the start of every split, ``h_{s+1} = decay_s * h_s + end_s``; (3) every
 split scans again from its true start state, writing ``y`` and the tile
@@ -257,10 +257,12 @@ def _num_splits(split_l, nbatch: int, nblocks: int, ntile: int,
 
 def _compose_forward(end, decay):
     """True start state of each split: ``h_0 = 0``,
-    ``h_{s+1} = decay_s * h_s + end_s`` (``end``/``decay`` ``(B, S, D, N)``)."""
+    ``h_{s+1} = decay_s * h_s + end_s``; ``end``, ``decay`` ``(B, S, D, N)``.
+    """
     h0 = torch.zeros_like(end)
     for split in range(1, end.shape[1]):
-        h0[:, split] = decay[:, split - 1] * h0[:, split - 1] + end[:, split - 1]
+        h0[:, split] = (decay[:, split - 1] * h0[:, split - 1] +
+                        end[:, split - 1])
     return h0
 
 
