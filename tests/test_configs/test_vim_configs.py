@@ -43,7 +43,7 @@ def _scope(path):
 
 
 def test_every_config_loads_with_one_custom_imports():
-    assert len(CONFIGS) == 14  # 4 + 1 demo det, 2 + 1 demo seg, 6 cls
+    assert len(CONFIGS) == 15  # 4 + 2 demo det, 2 + 1 demo seg, 6 cls
     for path in CONFIGS:
         with open(path) as f:
             assert f.read().count('custom_imports = dict(') == 1, path
@@ -138,12 +138,31 @@ def _train_steps(model, data, steps, hook):
     return losses
 
 
-def test_demo_detector_learns_a_fixed_batch_with_slws():
-    from mmdet.testing import demo_mm_inputs
+def test_taps_fpn_demo_pyramid():
+    """The taps-FPN demo chains its necks (an nn.Sequential): layers 1, 3, 4
+    and 5 of the stride-8 Vim become five 128-channel maps at strides 4-64."""
     torch.manual_seed(0)
     model = _build(
-        _cfg('cascade-mask-rcnn_vim-demo_simple-fpn_demo_coco-shapes.py'),
+        _cfg('cascade-mask-rcnn_vim-demo_taps-fpn_demo_coco-shapes.py'),
         'mmdet')
+    assert [type(m).__name__ for m in model.neck] == [
+        'PlainMultiLevelTaps', 'FPN'
+    ]
+    # 320 px, 16x16 patches at stride 8 -> (320 - 16) / 8 + 1 = 39 tokens
+    feats = model.extract_feat(torch.randn(1, 3, 320, 320))
+    assert [tuple(f.shape) for f in feats] == [(1, 128, s, s)
+                                               for s in (78, 39, 19, 9, 5)]
+
+
+@pytest.mark.parametrize(
+    'name', [
+        'cascade-mask-rcnn_vim-demo_simple-fpn_demo_coco-shapes.py',
+        'cascade-mask-rcnn_vim-demo_taps-fpn_demo_coco-shapes.py'
+    ])
+def test_demo_detector_learns_a_fixed_batch_with_slws(name):
+    from mmdet.testing import demo_mm_inputs
+    torch.manual_seed(0)
+    model = _build(_cfg(name), 'mmdet')
     model.init_weights()
     data = demo_mm_inputs(
         batch_size=2, image_shapes=[(3, 64, 64)] * 2, num_items=[3, 3],
