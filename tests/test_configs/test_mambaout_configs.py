@@ -96,3 +96,21 @@ def test_demo_data_configs_match_generator_metainfo():
     n_seg = len(ADE_SHAPES_METAINFO['classes'])
     assert seg.model.decode_head.num_classes == n_seg
     assert seg.model.auxiliary_head.num_classes == n_seg
+
+
+def test_demo_detector_schedule_is_the_documented_one():
+    """The README's figures come from this recipe: 1200 iterations whose
+    cosine decay ends at the last iteration (a schedule ending earlier or
+    later than ``max_iters`` would silently change the run), validation at
+    the end, half of the sampled RoIs positive."""
+    det = Config.fromfile(
+        osp.join(CFG_DIR, 'mask-rcnn_mambaout-femto_fpn_demo_coco-shapes.py'))
+    assert det.train_cfg.max_iters == 1200
+    assert det.train_cfg.val_interval == det.train_cfg.max_iters
+    warmup, cosine = det.param_scheduler
+    assert warmup.end == cosine.begin
+    assert cosine.type == 'CosineAnnealingLR'
+    assert cosine.end == det.train_cfg.max_iters
+    assert det.model.train_cfg.rcnn.sampler.pos_fraction == 0.5
+    # checkpoints land on the iteration tools/test.py is pointed at
+    assert det.train_cfg.max_iters % det.default_hooks.checkpoint.interval == 0
