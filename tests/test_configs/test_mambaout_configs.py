@@ -99,18 +99,51 @@ def test_demo_data_configs_match_generator_metainfo():
 
 
 def test_demo_detector_schedule_is_the_documented_one():
-    """The README's figures come from this recipe: 1200 iterations whose
-    cosine decay ends at the last iteration (a schedule ending earlier or
-    later than ``max_iters`` would silently change the run), validation at
-    the end, half of the sampled RoIs positive."""
+    """The README's figures come from this recipe: 1400 iterations of batch 2
+    whose cosine decay ends at the last iteration (a schedule ending earlier
+    or later than ``max_iters`` would silently change the run), validation
+    at the end, half of the sampled RoIs positive, 256x256 inputs for
+    training and testing, a fixed seed."""
     det = Config.fromfile(
         osp.join(CFG_DIR, 'mask-rcnn_mambaout-femto_fpn_demo_coco-shapes.py'))
-    assert det.train_cfg.max_iters == 1200
+    assert det.train_cfg.max_iters == 1400
+    assert det.train_dataloader.batch_size == 2
+    assert det.auto_scale_lr.base_batch_size == 2
+    assert det.randomness.seed == 0
     assert det.train_cfg.val_interval == det.train_cfg.max_iters
     warmup, cosine = det.param_scheduler
     assert warmup.end == cosine.begin
     assert cosine.type == 'CosineAnnealingLR'
     assert cosine.end == det.train_cfg.max_iters
     assert det.model.train_cfg.rcnn.sampler.pos_fraction == 0.5
+    for loader in (det.train_dataloader, det.val_dataloader,
+                   det.test_dataloader):
+        resize, = [t for t in loader.dataset.pipeline if t.type == 'Resize']
+        assert tuple(resize.scale) == (256, 256)
     # checkpoints land on the iteration tools/test.py is pointed at
     assert det.train_cfg.max_iters % det.default_hooks.checkpoint.interval == 0
+
+
+def test_demo_detector_strides_match_its_pyramid():
+    """The demo drops the stride-4 level and narrows the FPN: the maps must
+    really have the strides that the anchors and both RoI extractors are
+    told, and the width the heads expect, or RoIs would be pooled from the
+    wrong places without any error."""
+    det = Config.fromfile(
+        osp.join(CFG_DIR, 'mask-rcnn_mambaout-femto_fpn_demo_coco-shapes.py'))
+    strides = det.model.rpn_head.anchor_generator.strides
+    assert det.model.roi_head.bbox_roi_extractor.featmap_strides == strides
+    assert det.model.roi_head.mask_roi_extractor.featmap_strides == strides
+    roi_head = det.model.roi_head
+    assert (roi_head.bbox_roi_extractor.out_channels ==
+            roi_head.bbox_head.in_channels ==
+            roi_head.mask_roi_extractor.out_channels ==
+            roi_head.mask_head.in_channels == det.model.rpn_head.in_channels
+            == det.model.neck.out_channels)
+    model = _build(det).eval()
+    with torch.no_grad():
+        feats = model.extract_feat(torch.zeros(1, 3, 256, 256))
+    assert len(feats) == len(strides) == det.model.neck.num_outs
+    width = det.model.neck.out_channels
+    for feat, stride in zip(feats, strides):
+        assert feat.shape[1:] == (width, 256 // stride, 256 // stride)
