@@ -52,22 +52,15 @@ model = dict(
         rpn_proposal=dict(max_per_img=150),
         rcnn=dict(sampler=dict(num=64, pos_fraction=0.5))))
 
+# the base pipelines with 256x256 instead of 320x320 resizes
 img_scale = (256, 256)
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(type='Resize', scale=img_scale, keep_ratio=False),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackDetInputs')
+    dict(t, scale=img_scale) if t['type'] == 'Resize' else t
+    for t in _base_.train_pipeline
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=img_scale, keep_ratio=False),
-    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(
-        type='PackDetInputs',
-        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                   'scale_factor'))
+    dict(t, scale=img_scale) if t['type'] == 'Resize' else t
+    for t in _base_.test_pipeline
 ]
 train_dataloader = dict(batch_size=2, dataset=dict(pipeline=train_pipeline))
 val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
