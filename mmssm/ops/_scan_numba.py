@@ -22,6 +22,8 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
+from . import _numba_env  # noqa: F401  (before any compilation)
+
 #: Channels per work item (the inner, vectorised loop).
 BLOCK = 16
 
@@ -64,11 +66,14 @@ def _fast_exp_overload(x):
 
         def impl(x):
             x = min(max(x, lo), hi)
-            k = math.floor(x * log2e + half)
+            # np.floor keeps k a float32 (math.floor would make it an
+            # int64, whose conversions stop LLVM from vectorising the loop)
+            k = np.floor(x * log2e + half)
             r = x - k * ln2_hi - k * ln2_lo
             p = one + r * (one + r * (c2 + r * (c3 + r * (c4 + r *
                                                           (c5 + r * c6)))))
-            scale = _int32_bits_as_float32((np.int32(k) + 127) << 23)
+            scale = _int32_bits_as_float32(
+                (np.int32(k) + np.int32(127)) << np.int32(23))
             return p * scale
 
         return impl

@@ -36,6 +36,7 @@ from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
 from mmengine.runner.checkpoint import CheckpointLoader
 
+from mmssm.ops.mixer_cpu import add_rmsnorm_cpu, fast_path_enabled
 from mmssm.registry import register_model
 from mmssm.utils.checkpoint import unwrap_state_dict
 from ..layers.backbone_utils import (check_image_input, parse_arch,
@@ -329,6 +330,13 @@ class VimLayer(BaseModule):
 
     def forward(self, hidden: torch.Tensor,
                 residual: Optional[torch.Tensor] = None):
+        if self.residual_in_fp32 and fast_path_enabled(hidden) and (
+                residual is None or residual.dtype == torch.float32):
+            # fused residual add + RMSNorm (mmssm.ops.mixer_cpu)
+            residual, normed = add_rmsnorm_cpu(hidden, residual,
+                                               self.norm.weight,
+                                               self.norm.eps)
+            return self.drop_path(self.mixer(normed)), residual
         residual = hidden if residual is None else residual + hidden
         if self.residual_in_fp32:
             residual = residual.float()

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 
 from mmssm.ops import selective_scan
+from mmssm.ops.mixer_cpu import fast_path_enabled, mamba_mixer_cpu_inference
 from .ssm_init import a_log_init, dt_proj_init_
 
 __all__ = ['MambaMixer', 'BiMambaMixer', 'causal_conv1d']
@@ -212,6 +213,9 @@ class MambaMixer(BaseModule):
             raise ValueError(
                 f'{self.__class__.__name__} expects (B, L, {self.embed_dims})'
                 f' tokens, got shape {tuple(x.shape)}')
+        if self.directions in (('forward', ), ('forward', 'reverse')) and \
+                fast_path_enabled(x, self.scan_impl):
+            return self._forward_cpu_inference(x)
         xz = self.in_proj(x).transpose(1, 2)  # (B, 2 * d_inner, L)
         x, z = xz.chunk(2, dim=1)
         us, deltas, bs, cs, As, Ds, biases = [], [], [], [], [], [], []
@@ -240,6 +244,30 @@ class MambaMixer(BaseModule):
                 impl=self.scan_impl)
         y = self._combine(y)
         return self.out_proj(y.transpose(1, 2))
+
+    def _output_scale(self) -> float:
+        """Scale of the summed directions (see :meth:`_combine`)."""
+        return 1.0
+
+    def _forward_cpu_inference(self, x: torch.Tensor) -> torch.Tensor:
+        """The fused CPU inference path (:mod:`mmssm.ops.mixer_cpu`).
+
+        Same result as the training path to float32 round-off, without
+        autograd, transposed copies of the activations or a repeated ``z``.
+        """
+        xz = self.in_proj(x.contiguous())
+        sfx = [self._suffix(d) for d in self.directions]
+        y = mamba_mixer_cpu_inference(
+            xz,
+            conv_weights=[getattr(self, f'conv1d{s}').weight for s in sfx],
+            conv_biases=[getattr(self, f'conv1d{s}').bias for s in sfx],
+            x_proj_weights=[getattr(self, f'x_proj{s}').weight for s in sfx],
+            dt_proj_weights=[getattr(self, f'dt_proj{s}').weight for s in sfx],
+            dt_proj_biases=[getattr(self, f'dt_proj{s}').bias for s in sfx],
+            a_logs=[getattr(self, f'A{s}_log') for s in sfx],
+            ds=[getattr(self, f'D{s}') for s in sfx],
+            scale=self._output_scale())
+        return self.out_proj(y)
 
     def extra_repr(self) -> str:
         return (f'embed_dims={self.embed_dims}, d_inner={self.d_inner}, '
@@ -276,6 +304,9 @@ class BiMambaMixer(MambaMixer):
                  **kwargs) -> None:
         super().__init__(embed_dims, **kwargs)
         self.divide_out = divide_out
+
+    def _output_scale(self) -> float:
+        return 0.5 if self.divide_out else 1.0
 
     def _combine(self, y: torch.Tensor) -> torch.Tensor:
         y_fwd, y_bwd = y.chunk(2, dim=1)

@@ -1,0 +1,226 @@
+"""Fused CPU inference path of the Mamba mixers (Vim's bidirectional mixer).
+
+When no gradient is needed, :func:`mamba_mixer_cpu_inference` computes a
+(bidirectional) Mamba mixer from its ``in_proj`` output to the input of its
+``out_proj`` with three calls, in the token-major layout of the linear layers
+(no transposed, flipped, concatenated or repeated copies of activations):
+
+1. :func:`mmssm.ops._mixer_numba.conv_silu`: both directions' depthwise
+   conv1d + SiLU in one pass (the backward direction written over ``x``);
+2. one matrix product per direction for ``x_proj`` (``dt``, ``B``, ``C``);
+3. :func:`mmssm.ops._mixer_numba.bimamba_scan`: ``dt_proj`` + ``delta_bias``
+   + softplus, ``exp(delta * A)``, the scan of both directions with float32
+   states, the ``D`` skip, and ``silu(z) * (y_f + y_b) / 2`` written over
+   ``z``.
+
+Nothing is saved for a backward pass, so the per-layer temporaries are the
+``in_proj`` output, one ``(B, L, d_inner)`` buffer and the two small
+``x_proj`` outputs. The kernels run over (batch, block of 16 channels) work
+items on ``torch.get_num_threads()`` threads (:func:`run_parallel`).
+
+:func:`add_rmsnorm_cpu` is the fused ``residual + hidden`` + RMSNorm of a
+Vim layer.
+
+The result equals the training path (:func:`mmssm.ops.selective_scan` and
+the layer's torch code) to float32 round-off; ``tests/test_ops/
+test_mixer_cpu.py`` checks it against the reference. Used by
+:class:`mmssm.models.layers.MambaMixer` / ``BiMambaMixer`` and
+:class:`mmssm.models.backbones.VimLayer` when :func:`fast_path_enabled`.
+"""
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+try:
+    from . import _mixer_numba
+except ImportError:  # numba missing: the layers keep their torch path
+    _mixer_numba = None
+
+__all__ = [
+    'fast_path_enabled', 'mamba_mixer_cpu_inference', 'add_rmsnorm_cpu',
+    'run_parallel', 'FAST_PATH_ENV'
+]
+
+#: Environment variable: ``0`` turns the fused CPU inference path off.
+FAST_PATH_ENV = 'MMSSM_CPU_FAST_PATH'
+
+_EXECUTORS = {}
+
+
+def run_parallel(kernel, args, num_items: int, min_items_per_thread: int = 1):
+    """Run ``kernel(*args, begin, end)`` over ``num_items`` work items.
+
+    The items are split into up to ``torch.get_num_threads()`` contiguous
+    ranges, run on a thread pool (the numba kernels release the GIL); the
+    calling thread takes the first range itself.
+    """
+    threads = max(1, min(torch.get_num_threads(),
+                         num_items // max(1, min_items_per_thread)))
+    if threads == 1:
+        kernel(*args, 0, num_items)
+        return
+    # Keyed by pid too: a forked child has none of its parent's threads.
+    key = (os.getpid(), threads)
+    if key not in _EXECUTORS:
+        _EXECUTORS[key] = ThreadPoolExecutor(
+            threads - 1, thread_name_prefix='mmssm_cpu')
+    bounds = [num_items * i // threads for i in range(threads + 1)]
+    futures = [
+        _EXECUTORS[key].submit(kernel, *args, bounds[i], bounds[i + 1])
+        for i in range(1, threads)
+    ]
+    kernel(*args, bounds[0], bounds[1])
+    for f in futures:
+        f.result()
+
+
+def _is_tracing() -> bool:
+    if torch.jit.is_tracing() or torch.jit.is_scripting():
+        return True
+    compiler = getattr(torch, 'compiler', None)
+    return bool(compiler is not None and compiler.is_compiling())
+
+
+def fast_path_enabled(x: Tensor, scan_impl: Optional[str] = None) -> bool:
+    """Whether the fused CPU inference path applies to input ``x``.
+
+    It does when: numba is importable; ``x`` is a float32 CPU tensor; no
+    gradient is recorded (``torch.no_grad()``/``torch.inference_mode()``, or
+    nothing involved requires a gradient is NOT enough: grad mode must be
+    off); the model is not being traced or compiled (FLOP counting, export);
+    ``scan_impl`` is ``None``/``'auto'``/``'cpu'`` and ``MMSSM_SCAN_IMPL``
+    is unset or ``'cpu'``; and ``MMSSM_CPU_FAST_PATH`` is not ``0``.
+    """
+    if _mixer_numba is None or torch.is_grad_enabled():
+        return False
+    if x.device.type != 'cpu' or x.dtype != torch.float32:
+        return False
+    if scan_impl not in (None, 'auto', 'cpu'):
+        return False
+    if os.environ.get('MMSSM_SCAN_IMPL', '') not in ('', 'auto', 'cpu'):
+        return False
+    if os.environ.get(FAST_PATH_ENV, '1') == '0':
+        return False
+    return not _is_tracing()
+
+
+def _np(x: Tensor):
+    return x.detach().numpy()
+
+
+def mamba_mixer_cpu_inference(xz: Tensor,
+                              conv_weights: Sequence[Tensor],
+                              conv_biases: Sequence[Optional[Tensor]],
+                              x_proj_weights: Sequence[Tensor],
+                              dt_proj_weights: Sequence[Tensor],
+                              dt_proj_biases: Sequence[Tensor],
+                              a_logs: Sequence[Tensor],
+                              ds: Sequence[Tensor],
+                              scale: float = 1.0) -> Tensor:
+    """Fused conv + scan + gate of a Mamba mixer, one or two directions.
+
+    Args:
+        xz (Tensor): ``in_proj`` output ``(B, L, 2 * d_inner)``, float32, CPU,
+            contiguous: ``x`` then ``z``. It is overwritten (it holds the
+            result).
+        conv_weights: per direction, the depthwise conv1d weight
+            ``(d_inner, 1, K)``; direction 0 is causal (forward), direction 1
+            the official backward branch (run on the flipped sequence).
+        conv_biases: per direction, ``(d_inner,)`` or None.
+        x_proj_weights: per direction ``(R + 2N, d_inner)``.
+        dt_proj_weights, dt_proj_biases: per direction ``(d_inner, R)`` and
+            ``(d_inner,)`` (the bias is the scan's ``delta_bias``).
+        a_logs: per direction ``(d_inner, N)`` (``A = -exp(A_log)``).
+        ds: per direction ``(d_inner,)`` skips.
+        scale (float): Output scale (0.5 averages two directions).
+
+    Returns:
+        Tensor: ``(B, L, d_inner)``, a view of ``xz``:
+        ``silu(z) * sum_directions(y) * scale``.
+    """
+    if _mixer_numba is None:
+        raise ImportError('the fused CPU mixer path needs numba')
+    ndir = len(conv_weights)
+    if ndir not in (1, 2):
+        raise ValueError(f'mamba_mixer_cpu_inference: 1 or 2 directions, got '
+                         f'{ndir}')
+    if xz.dim() != 3 or xz.shape[-1] % 2 or not xz.is_contiguous() or \
+            xz.dtype != torch.float32 or xz.device.type != 'cpu':
+        raise ValueError('mamba_mixer_cpu_inference: xz must be a contiguous '
+                         'float32 CPU tensor (B, L, 2 * d_inner), got '
+                         f'{tuple(xz.shape)} {xz.dtype} on {xz.device}')
+    nbatch, length, two_dim = xz.shape
+    dim = two_dim // 2
+    ksize = conv_weights[0].shape[-1]
+    params = []
+    for i in range(ndir):
+        w = conv_weights[i].detach().reshape(dim, ksize).float()
+        b = conv_biases[i]
+        b = w.new_zeros(dim) if b is None else b.detach().float()
+        params.append((w.t().contiguous(), b.contiguous()))
+    wf, bf = params[0]
+    wb, bb = params[-1]
+    uf = torch.empty(nbatch, length, dim)
+    # the conv is cheap: one chunk of channels per thread
+    threads = torch.get_num_threads()
+    chunk = -(-dim // threads)
+    chunk = -(-chunk // 16) * 16
+    run_parallel(_mixer_numba.conv_silu,
+                 (_np(xz), dim, _np(wf), _np(bf), _np(wb), _np(bb), ndir,
+                  chunk, _np(uf)), nbatch * -(-dim // chunk))
+    # scan blocks: one per thread and batch item, a multiple of 16 wide
+    bw = -(-dim // threads)
+    bw = -(-bw // 16) * 16
+    nitems = nbatch * -(-dim // bw)
+    # x_proj: dt, B, C per token; the backward direction's u is xz[..., :dim]
+    xds = [F.linear(uf, x_proj_weights[0])]
+    if ndir == 2:
+        xds.append(F.linear(xz[..., :dim], x_proj_weights[1]))
+    args = []
+    for i in range(2):
+        k = min(i, ndir - 1)
+        args.append([
+            _np(xds[k]),
+            _np(a_logs[k].detach().float().contiguous()),
+            _np(dt_proj_weights[k].detach().float().contiguous()),
+            _np(dt_proj_biases[k].detach().float().contiguous()),
+            _np(ds[k].detach().float().contiguous())
+        ])
+    (xdf, alf, dwf, dbf, df), (xdb, alb, dwb, dbb, db) = args
+    run_parallel(_mixer_numba.bimamba_scan,
+                 (_np(xz), dim, _np(uf), xdf, xdb, alf, alb, dwf, dwb, dbf,
+                  dbb, df, db, ndir, float(scale), bw), nitems)
+    return xz[..., dim:]
+
+
+def add_rmsnorm_cpu(hidden: Tensor, residual: Optional[Tensor],
+                    weight: Tensor, eps: float):
+    """``residual + hidden`` (or ``hidden``) and its RMSNorm, fused.
+
+    Args:
+        hidden (Tensor): ``(..., C)`` float32 CPU.
+        residual (Tensor, optional): Same shape, float32, or None.
+        weight (Tensor): ``(C,)`` RMSNorm weight.
+        eps (float): RMSNorm epsilon.
+
+    Returns:
+        tuple[Tensor, Tensor]: the new residual and the normalised tensor
+        (new tensors; the inputs are not modified).
+    """
+    width = hidden.shape[-1]
+    h2 = hidden.detach().reshape(-1, width).contiguous()
+    r2 = h2 if residual is None else \
+        residual.detach().reshape(-1, width).contiguous()
+    res_out = torch.empty(hidden.shape, dtype=torch.float32)
+    out = torch.empty(hidden.shape, dtype=torch.float32)
+    rows = h2.shape[0]
+    run_parallel(_mixer_numba.add_rmsnorm,
+                 (_np(h2), _np(r2), residual is not None,
+                  _np(weight.detach().float().contiguous()), float(eps),
+                  _np(res_out.view(-1, width)), _np(out.view(-1, width))),
+                 rows, min_items_per_thread=256)
+    return res_out, out

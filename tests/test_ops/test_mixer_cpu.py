@@ -1,0 +1,211 @@
+"""The fused CPU inference path of the Mamba mixers (``mmssm.ops.mixer_cpu``).
+
+Every check compares the fused path with an independent computation: the
+training path with the readable reference scan (``scan_impl='ref'``, torch
+conv1d, ``selective_scan_ref``), torch's own softplus/SiLU/RMSNorm, or an
+explicit loop. The backbone-level official-math tests (tests/test_models/
+test_backbones/test_vim*.py) run under ``torch.no_grad()`` and so check the
+fused path against the official Vim forward too.
+"""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mmssm.models.backbones.vim import Vim
+from mmssm.models.layers import BiMambaMixer, MambaMixer, RMSNorm
+from mmssm.models.layers.mamba import causal_conv1d
+from mmssm.ops import mixer_cpu
+
+pytest.importorskip('numba')
+from mmssm.ops import _mixer_numba  # noqa: E402
+
+
+def _perturbed(module, seed=0, scale=0.2):
+    """Move every parameter away from its init (A_log, D, biases...)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(torch.randn(p.shape, generator=gen) * scale)
+    return module.eval()
+
+
+def _both_paths(module, *inputs, monkeypatch):
+    with torch.no_grad():
+        monkeypatch.setenv(mixer_cpu.FAST_PATH_ENV, '0')
+        ref = module(*inputs)
+        monkeypatch.setenv(mixer_cpu.FAST_PATH_ENV, '1')
+        out = module(*inputs)
+    return out, ref
+
+
+@pytest.mark.parametrize('cls', [BiMambaMixer, MambaMixer])
+@pytest.mark.parametrize('embed_dims,length,d_state,d_conv', [
+    (16, 37, 4, 4),    # d_inner 32: one partial channel block
+    (20, 9, 16, 4),    # d_inner 40, not a multiple of 16
+    (24, 2, 1, 4),     # L shorter than the conv kernel, d_state 1
+    (16, 1, 8, 3),     # one token, kernel 3
+    (96, 65, 16, 4),   # d_inner 192: several blocks per thread
+])
+def test_mixer_fast_path_equals_reference(cls, embed_dims, length, d_state,
+                                          d_conv, monkeypatch):
+    torch.manual_seed(0)
+    mixer = _perturbed(
+        cls(embed_dims, d_state=d_state, d_conv=d_conv, scan_impl=None))
+    ref_mixer = _perturbed(
+        cls(embed_dims, d_state=d_state, d_conv=d_conv, scan_impl='ref'))
+    ref_mixer.load_state_dict(mixer.state_dict())
+    x = torch.randn(2, length, embed_dims)
+    with torch.no_grad():
+        assert mixer_cpu.fast_path_enabled(x, mixer.scan_impl)
+        out = mixer(x)
+        ref = ref_mixer(x)   # scan_impl='ref' never takes the fast path
+    assert out.shape == ref.shape == (2, length, embed_dims)
+    err = (out - ref).abs().max() / ref.abs().max()
+    assert err < 2e-6, err
+
+
+def test_bimamba_sum_instead_of_mean(monkeypatch):
+    mixer = _perturbed(BiMambaMixer(16, d_state=4, divide_out=False))
+    x = torch.randn(1, 30, 16)
+    out, ref = _both_paths(mixer, x, monkeypatch=monkeypatch)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+    # averaging gives half the sum (out_proj is linear without bias)
+    half = BiMambaMixer(16, d_state=4, divide_out=True).eval()
+    half.load_state_dict(mixer.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(half(x), out / 2, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize('kwargs', [
+    dict(arch=dict(embed_dims=32, num_layers=3, d_state=8)),
+    dict(arch=dict(embed_dims=32, num_layers=2, d_state=8), num_registers=4,
+         with_cls_token=False),
+    dict(arch=dict(embed_dims=32, num_layers=2, d_state=4), stride=8),
+])
+def test_vim_fast_path_equals_training_path(kwargs, monkeypatch):
+    torch.manual_seed(0)
+    model = _perturbed(
+        Vim(img_size=64, out_indices=(0, 1), out_type='featmap', **kwargs),
+        scale=0.05)
+    img = torch.randn(2, 3, 64, 48)
+    out, ref = _both_paths(model, img, monkeypatch=monkeypatch)
+    assert len(out) == len(ref) == 2
+    for o, r in zip(out, ref):
+        err = (o - r).abs().max() / r.abs().max()
+        assert err < 1e-5, err
+
+
+def test_fast_path_conditions(monkeypatch):
+    x = torch.randn(1, 4, 8)
+    with torch.no_grad():
+        assert mixer_cpu.fast_path_enabled(x)
+        assert mixer_cpu.fast_path_enabled(x, 'cpu')
+        assert not mixer_cpu.fast_path_enabled(x, 'ref')
+        assert not mixer_cpu.fast_path_enabled(x.double())
+        assert not mixer_cpu.fast_path_enabled(x.bfloat16())
+        monkeypatch.setenv('MMSSM_SCAN_IMPL', 'ref')
+        assert not mixer_cpu.fast_path_enabled(x)
+        monkeypatch.delenv('MMSSM_SCAN_IMPL')
+        monkeypatch.setenv(mixer_cpu.FAST_PATH_ENV, '0')
+        assert not mixer_cpu.fast_path_enabled(x)
+    monkeypatch.delenv(mixer_cpu.FAST_PATH_ENV)
+    # training (grad mode on) never takes it, even for frozen weights
+    assert not mixer_cpu.fast_path_enabled(x)
+
+
+def test_training_path_unchanged_and_differentiable():
+    """With grad mode on, the mixer keeps its autograd path: gradients
+    reach every parameter."""
+    mixer = _perturbed(BiMambaMixer(16, d_state=4)).train()
+    x = torch.randn(2, 11, 16, requires_grad=True)
+    mixer(x).square().sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    for name, p in mixer.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+@pytest.mark.filterwarnings('ignore::torch.jit.TracerWarning')
+def test_trace_does_not_take_the_fast_path():
+    """FLOP counting traces the model: the scan must stay visible."""
+    mixer = _perturbed(MambaMixer(16, d_state=4))
+    x = torch.randn(1, 5, 16)
+    with torch.no_grad():
+        graph = torch.jit.trace(mixer, (x, ), check_trace=False).graph
+    kinds = {n.kind() for n in graph.nodes()}
+    assert any('PythonOp' in k for k in kinds), kinds
+
+
+def test_softplus_and_silu_kernels_vs_torch():
+    x = np.concatenate([
+        np.linspace(-30, 30, 20001), [-100., -20., -1e-3, 0., 1e-3, 19.99,
+                                      20., 20.01, 50.]
+    ]).astype(np.float32)
+    sp, si = np.empty_like(x), np.empty_like(x)
+
+    @_mixer_numba.njit(cache=False)
+    def run(x, sp, si):
+        for i in range(x.size):
+            sp[i] = _mixer_numba.softplus(x[i])
+            si[i] = _mixer_numba.silu(x[i])
+
+    run(x, sp, si)
+    xt = torch.from_numpy(x).double()
+    ref_sp = F.softplus(xt).numpy()
+    ref_si = F.silu(xt).numpy()
+    assert np.all(np.abs(sp - ref_sp) <= 1e-6 * np.abs(ref_sp) + 1e-37)
+    assert np.all(np.abs(si - ref_si) <= 1e-6 * np.abs(ref_si) + 1e-30)
+
+
+@pytest.mark.parametrize('ndir', [1, 2])
+def test_conv_kernel_vs_torch_conv(ndir):
+    torch.manual_seed(0)
+    dim, length, ksize = 40, 13, 4
+    xz = torch.randn(2, length, 2 * dim)
+    wf, wb = torch.randn(dim, 1, ksize), torch.randn(dim, 1, ksize)
+    bf, bb = torch.randn(dim), torch.randn(dim)
+    x = xz[..., :dim].transpose(1, 2)
+    ref_f = F.silu(causal_conv1d(x, wf, bf)).transpose(1, 2)
+    # the official backward branch: flip, causal conv, flip back
+    ref_b = F.silu(causal_conv1d(x.flip(-1), wb, bb)).flip(-1).transpose(1, 2)
+    z = xz[..., dim:].clone()
+    uf = torch.empty(2, length, dim)
+    work = xz.clone()
+    _mixer_numba.conv_silu(work.numpy(), dim, wf[:, 0].t().contiguous().numpy(),
+                           bf.numpy(), wb[:, 0].t().contiguous().numpy(),
+                           bb.numpy(), ndir, 16, uf.numpy(), 0, 2 * 3)
+    torch.testing.assert_close(uf, ref_f, rtol=1e-5, atol=1e-6)
+    if ndir == 2:
+        torch.testing.assert_close(work[..., :dim], ref_b, rtol=1e-5,
+                                   atol=1e-6)
+    else:
+        torch.testing.assert_close(work[..., :dim], xz[..., :dim])
+    assert torch.equal(work[..., dim:], z)   # z untouched
+
+
+@pytest.mark.parametrize('with_residual', [False, True])
+def test_add_rmsnorm_vs_module(with_residual):
+    torch.manual_seed(0)
+    norm = RMSNorm(24)
+    with torch.no_grad():
+        norm.weight.normal_()
+    hidden = torch.randn(2, 300, 24) * 3
+    residual = torch.randn(2, 300, 24) if with_residual else None
+    res, out = mixer_cpu.add_rmsnorm_cpu(hidden, residual, norm.weight,
+                                         norm.eps)
+    ref_res = hidden if residual is None else residual + hidden
+    torch.testing.assert_close(res, ref_res)
+    with torch.no_grad():
+        torch.testing.assert_close(out, norm(ref_res), rtol=2e-6, atol=1e-6)
+    assert res.data_ptr() != hidden.data_ptr()   # inputs left as they were
+
+
+def test_mixer_inference_argument_checks():
+    with pytest.raises(ValueError, match='1 or 2 directions'):
+        mixer_cpu.mamba_mixer_cpu_inference(
+            torch.zeros(1, 2, 8), [torch.zeros(4, 1, 4)] * 3, [None] * 3,
+            [None] * 3, [None] * 3, [None] * 3, [None] * 3, [None] * 3)
+    with pytest.raises(ValueError, match='contiguous float32 CPU'):
+        mixer_cpu.mamba_mixer_cpu_inference(
+            torch.zeros(1, 2, 8).double(), [torch.zeros(4, 1, 4)], [None],
+            [None], [None], [None], [None], [None])
