@@ -12,8 +12,14 @@ going backwards, so memory is ``O(B * D * L)``, never ``O(B * D * L * N)``.
 
 Scan orders are index loads: position ``t`` of channel ``d`` reads and writes
 token ``perm[d // (D // K), t]``; nothing is permuted in memory. ``delta_bias``,
-softplus, ``D`` and the ``z`` gate are elementwise and done by
-:func:`mmssm.ops.selective_scan.run_scan_function` around these kernels.
+softplus, ``D`` and the ``z`` gate are elementwise and done around these
+kernels by the caller.
+
+This module holds only the kernels and their launch helpers
+(:func:`scan_forward`, :func:`scan_backward`: allocate, pick the tiles and the
+splits, launch); it imports torch and triton and nothing of mmssm. The
+``autograd.Function`` that calls them and the public op are in
+:mod:`mmssm.ops.scan_triton` and :mod:`mmssm.ops.selective_scan`.
 
 Split-L mode, for the small-batch long-sequence regime (batch 2 at 1024x1024
 gives too few (batch, channel block) programs to fill a GPU): a third grid axis
@@ -34,7 +40,7 @@ import torch
 import triton
 import triton.language as tl
 
-__all__ = ['selective_scan_triton', 'SelectiveScanTritonFunction']
+__all__ = ['scan_forward', 'scan_backward']
 
 
 @triton.jit
@@ -276,99 +282,91 @@ def _compose_backward(gstart, decay, glast):
     return g0
 
 
-class SelectiveScanTritonFunction(torch.autograd.Function):
-    """``y, last = scan(u, dt, A, B, C)`` with the Triton kernels.
+def scan_forward(u, dt, A, B, C, perm, block_d=None, block_l=None,
+                 split_l=None):
+    """Launch the forward kernels: ``y, last = scan(u, dt, A, B, C, perm)``.
 
-    Inputs as :class:`mmssm.ops.scan_cpu.SelectiveScanCPUFunction`: ``u``,
-    ``dt`` ``(Bt, D, L)``, ``A`` ``(D, N)``, ``B``, ``C`` ``(Bt, G, N, L)``,
-    ``perm`` ``(K, L)``; ``block_d``, ``block_l`` and ``split_l`` override the
-    channels per program, the tile length and the splits per sequence (None:
-    automatic). ``y`` and ``last`` are float32.
+    Args:
+        u, dt (Tensor): ``(Bt, D, L)`` contiguous (``dt`` after bias and
+            softplus).
+        A (Tensor): ``(D, N)`` contiguous.
+        B, C (Tensor): ``(Bt, G, N, L)`` contiguous.
+        perm (Tensor): ``(K, L)`` contiguous int64 on ``u``'s device.
+        block_d, block_l, split_l (int, optional): Channels per program, tile
+            length and splits per sequence (None: automatic).
+
+    Returns:
+        tuple: ``y`` ``(Bt, D, L)`` and ``last`` ``(Bt, D, N)`` float32, the
+        tile checkpoints ``(Bt, NT, D, N)`` and the launch plan, both to be
+        passed to :func:`scan_backward`.
     """
-
-    @staticmethod
-    def forward(ctx, u, dt, A, B, C, perm, block_d, block_l, split_l):
-        u, dt, A, B, C = (x.contiguous() for x in (u, dt, A, B, C))
-        perm = perm.to(device=u.device, dtype=torch.int64).contiguous()
-        nbatch, dim, length = u.shape
-        groups, nstate = B.shape[1], A.shape[1]
-        np2, block_d, block_l, num_warps = _block_sizes(
-            dim, nstate, block_d, block_l)
-        ntile = triton.cdiv(length, block_l)
-        nblocks = triton.cdiv(dim, block_d)
-        nsplit = _num_splits(split_l, nbatch, nblocks, ntile, u.device)
-        tps = triton.cdiv(ntile, nsplit)
-        nsplit = triton.cdiv(ntile, tps)  # no empty split
-        f32 = dict(device=u.device, dtype=torch.float32)
-        y = torch.empty(nbatch, dim, length, **f32)
-        ckpt = torch.empty(nbatch, ntile, dim, nstate, **f32)
-        end = torch.empty(nbatch, nsplit, dim, nstate, **f32)
-        h0 = torch.zeros(nbatch, nsplit, dim, nstate, **f32)
-        grid = (nbatch, nblocks, nsplit)
-        common = (dim, length, ntile, tps, nsplit, dim // perm.shape[0],
-                  dim // groups)
-        meta = dict(G=groups, N=nstate, NP=np2, BLOCK_D=block_d,
-                    BLOCK_L=block_l, num_warps=num_warps)
-        if nsplit > 1:
-            decay = torch.empty_like(end)
-            _scan_fwd_kernel[grid](u, dt, A, B, C, perm, h0, y, ckpt, end,
-                                   decay, *common, WRITE_Y=False, **meta)
-            h0 = _compose_forward(end, decay)
-        _scan_fwd_kernel[grid](u, dt, A, B, C, perm, h0, y, ckpt, end, end,
-                               *common, WRITE_Y=True, **meta)
-        ctx.save_for_backward(u, dt, A, B, C, perm, ckpt)
-        ctx.blocks = (np2, block_d, block_l, ntile, tps, nsplit, num_warps)
-        return y.to(u.dtype), end[:, -1].clone().to(u.dtype)
-
-    @staticmethod
-    def backward(ctx, gy, glast):
-        u, dt, A, B, C, perm, ckpt = ctx.saved_tensors
-        np2, block_d, block_l, ntile, tps, nsplit, num_warps = ctx.blocks
-        nbatch, dim, length = u.shape
-        groups, nstate = B.shape[1], A.shape[1]
-        if gy is None:
-            gy = torch.zeros_like(u)
-        gy = gy.contiguous()
-        f32 = dict(device=u.device, dtype=torch.float32)
-        glast = (torch.zeros(nbatch, dim, nstate, **f32)
-                 if glast is None else glast.float())
-        du = torch.empty(nbatch, dim, length, **f32)
-        ddt = torch.empty(nbatch, dim, length, **f32)
-        da = torch.empty(nbatch, nsplit, dim, nstate, **f32)
-        db = torch.zeros(nbatch, groups, nstate, length, **f32)
-        dc = torch.zeros(nbatch, groups, nstate, length, **f32)
-        per_order, per_group = dim // perm.shape[0], dim // groups
-        uniform = per_order % block_d == 0 and per_group % block_d == 0
-        grid = (nbatch, triton.cdiv(dim, block_d), nsplit)
-        common = (dim, length, ntile, tps, nsplit, per_order, per_group)
-        meta = dict(G=groups, N=nstate, NP=np2, BLOCK_D=block_d,
-                    BLOCK_L=block_l, UNIFORM=uniform, num_warps=num_warps)
-        if nsplit > 1:
-            zeros = torch.zeros(nbatch, nsplit, dim, nstate, **f32)
-            gstart, decay = torch.empty_like(zeros), torch.empty_like(zeros)
-            _scan_bwd_kernel[grid](u, dt, A, B, C, perm, ckpt, gy, zeros,
-                                   gstart, decay, du, ddt, da, db, dc,
-                                   *common, GRADS=False, **meta)
-            g0 = _compose_backward(gstart, decay, glast)
-        else:
-            g0 = glast.reshape(nbatch, 1, dim, nstate).contiguous()
-        _scan_bwd_kernel[grid](u, dt, A, B, C, perm, ckpt, gy, g0, g0, g0, du,
-                               ddt, da, db, dc, *common, GRADS=True, **meta)
-        return (du.to(u.dtype), ddt.to(dt.dtype),
-                da.sum((0, 1)).to(A.dtype), db.to(B.dtype), dc.to(C.dtype),
-                None, None, None, None)
+    nbatch, dim, length = u.shape
+    groups, nstate = B.shape[1], A.shape[1]
+    np2, block_d, block_l, num_warps = _block_sizes(dim, nstate, block_d,
+                                                    block_l)
+    ntile = triton.cdiv(length, block_l)
+    nblocks = triton.cdiv(dim, block_d)
+    nsplit = _num_splits(split_l, nbatch, nblocks, ntile, u.device)
+    tps = triton.cdiv(ntile, nsplit)
+    nsplit = triton.cdiv(ntile, tps)  # no empty split
+    f32 = dict(device=u.device, dtype=torch.float32)
+    y = torch.empty(nbatch, dim, length, **f32)
+    ckpt = torch.empty(nbatch, ntile, dim, nstate, **f32)
+    end = torch.empty(nbatch, nsplit, dim, nstate, **f32)
+    h0 = torch.zeros(nbatch, nsplit, dim, nstate, **f32)
+    grid = (nbatch, nblocks, nsplit)
+    common = (dim, length, ntile, tps, nsplit, dim // perm.shape[0],
+              dim // groups)
+    meta = dict(G=groups, N=nstate, NP=np2, BLOCK_D=block_d, BLOCK_L=block_l,
+                num_warps=num_warps)
+    if nsplit > 1:
+        decay = torch.empty_like(end)
+        _scan_fwd_kernel[grid](u, dt, A, B, C, perm, h0, y, ckpt, end, decay,
+                               *common, WRITE_Y=False, **meta)
+        h0 = _compose_forward(end, decay)
+    _scan_fwd_kernel[grid](u, dt, A, B, C, perm, h0, y, ckpt, end, end,
+                           *common, WRITE_Y=True, **meta)
+    plan = (np2, block_d, block_l, ntile, tps, nsplit, num_warps)
+    return y, end[:, -1].clone(), ckpt, plan
 
 
-def selective_scan_triton(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
-                          return_last_state, perm, block_d=None, block_l=None,
-                          split_l=None):
-    """Triton selective scan on checked inputs (see
-    :func:`mmssm.ops.selective_scan`); ``block_d``/``block_l`` override the
-    channels per program and the tile length (tests use small tiles),
-    ``split_l`` the number of splits per sequence (split-L mode; None chooses
-    from the batch, the channels and the GPU's multiprocessors)."""
-    from mmssm.ops.selective_scan import run_scan_function
-    return run_scan_function(SelectiveScanTritonFunction,
-                             (block_d, block_l, split_l), u, delta, A, B, C,
-                             D, z, delta_bias, delta_softplus,
-                             return_last_state, perm)
+def scan_backward(u, dt, A, B, C, perm, ckpt, plan, gy, glast):
+    """Launch the backward kernels of :func:`scan_forward`.
+
+    Args:
+        u, dt, A, B, C, perm: The inputs of :func:`scan_forward`.
+        ckpt, plan: The checkpoints and the plan it returned.
+        gy (Tensor): Gradient of ``y`` ``(Bt, D, L)``, contiguous.
+        glast (Tensor): Gradient of ``last`` ``(Bt, D, N)``, float32.
+
+    Returns:
+        tuple: float32 ``du``, ``ddt`` ``(Bt, D, L)``, ``dA`` ``(D, N)``,
+        ``dB``, ``dC`` ``(Bt, G, N, L)``.
+    """
+    np2, block_d, block_l, ntile, tps, nsplit, num_warps = plan
+    nbatch, dim, length = u.shape
+    groups, nstate = B.shape[1], A.shape[1]
+    f32 = dict(device=u.device, dtype=torch.float32)
+    du = torch.empty(nbatch, dim, length, **f32)
+    ddt = torch.empty(nbatch, dim, length, **f32)
+    da = torch.empty(nbatch, nsplit, dim, nstate, **f32)
+    db = torch.zeros(nbatch, groups, nstate, length, **f32)
+    dc = torch.zeros(nbatch, groups, nstate, length, **f32)
+    per_order, per_group = dim // perm.shape[0], dim // groups
+    uniform = per_order % block_d == 0 and per_group % block_d == 0
+    grid = (nbatch, triton.cdiv(dim, block_d), nsplit)
+    common = (dim, length, ntile, tps, nsplit, per_order, per_group)
+    meta = dict(G=groups, N=nstate, NP=np2, BLOCK_D=block_d, BLOCK_L=block_l,
+                UNIFORM=uniform, num_warps=num_warps)
+    if nsplit > 1:
+        zeros = torch.zeros(nbatch, nsplit, dim, nstate, **f32)
+        gstart, decay = torch.empty_like(zeros), torch.empty_like(zeros)
+        _scan_bwd_kernel[grid](u, dt, A, B, C, perm, ckpt, gy, zeros, gstart,
+                               decay, du, ddt, da, db, dc, *common,
+                               GRADS=False, **meta)
+        g0 = _compose_backward(gstart, decay, glast)
+    else:
+        g0 = glast.reshape(nbatch, 1, dim, nstate).contiguous()
+    _scan_bwd_kernel[grid](u, dt, A, B, C, perm, ckpt, gy, g0, g0, g0, du,
+                           ddt, da, db, dc, *common, GRADS=True, **meta)
+    return du, ddt, da.sum((0, 1)), db, dc

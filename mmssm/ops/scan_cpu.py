@@ -22,7 +22,11 @@ Two engines compute it:
   ``(B, D, N)``; correct but several times slower.
 
 Computation is in float32 for float32/float16/bfloat16 inputs and in float64
-for float64 inputs (for ``gradcheck``).
+for float64 inputs (for ``gradcheck``). The elementwise prologue and epilogue
+and the first lines of the Function's forward and backward are shared with the
+Triton path (:mod:`mmssm.ops.scan_common`). :func:`mmssm.ops.selective_scan`
+imports this module on its first CPU call; without numba it imports all the
+same and uses the torch engine.
 """
 import math
 import os
@@ -31,7 +35,9 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 from torch import Tensor
 
-from .selective_scan import run_scan_function
+from .scan_common import (fill_grad_outputs, prepare_scan_inputs,
+                          run_scan_function)
+from .scan_order import channel_index
 
 try:
     from . import _scan_numba
@@ -134,13 +140,13 @@ class SelectiveScanCPUFunction(torch.autograd.Function):
 
     @staticmethod
     def _forward(ctx, u, dt, A, B, C, perm, engine):
+        u, dt, A, B, C, perm = prepare_scan_inputs(u, dt, A, B, C, perm)
         nbatch, dim, length = u.shape
         groups, nstate = B.shape[1], A.shape[1]
         every = min(CKPT_EVERY, length)
         nseg = -(-length // every)
         if engine == 'numba':
             plan = _block_plan(dim, groups, perm.shape[0])
-            u, dt, B, C = (x.contiguous() for x in (u, dt, B, C))
             y = torch.empty_like(u)
             ckpt = u.new_empty(nbatch, nseg, nstate, dim)
             last = u.new_empty(nbatch, nstate, dim)
@@ -162,11 +168,7 @@ class SelectiveScanCPUFunction(torch.autograd.Function):
         u, dt, A, B, C, perm, ckpt = ctx.saved_tensors
         nbatch, dim, length = u.shape
         groups, nstate = B.shape[1], A.shape[1]
-        if gy is None:
-            gy = torch.zeros_like(u)
-        if glast is None:
-            glast = u.new_zeros(nbatch, dim, nstate)
-        gy, glast = gy.to(u.dtype), glast.to(u.dtype)
+        gy, glast = fill_grad_outputs(u, nstate, gy, glast)
         if ctx.engine == 'numba':
             plan = _block_plan(dim, groups, perm.shape[0])
             nblk = plan[0].shape[0]
@@ -196,7 +198,7 @@ class SelectiveScanCPUFunction(torch.autograd.Function):
 
 def _channel_plan(perm: Tensor, dim: int, groups: int):
     """Per-channel token order ``(D, L)`` and group ``(D,)``."""
-    tok = perm.repeat_interleave(dim // perm.shape[0], dim=0)
+    tok = channel_index(perm, dim)
     grp = torch.arange(dim) // (dim // groups)
     return tok, grp
 
@@ -269,7 +271,7 @@ def selective_scan_cpu(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
     """CPU selective scan on checked inputs (see :func:`selective_scan`).
 
     ``perm`` is ``None`` (forward) or the ``(K, L)`` orders from
-    :func:`~mmssm.ops.selective_scan.resolve_scan_order`.
+    :func:`~mmssm.ops.resolve_scan_order`.
     """
     return run_scan_function(SelectiveScanCPUFunction, (cpu_engine(), ), u,
                              delta, A, B, C, D, z, delta_bias, delta_softplus,

@@ -12,9 +12,9 @@ os.environ['TRITON_INTERPRET'] = '1'
 import torch  # noqa: E402
 from scan_testutils import compare, make_inputs, run_scan  # noqa: E402
 
-from mmssm.kernels.selective_scan import selective_scan_triton  # noqa: E402
 from mmssm.ops import (resolve_scan_order, selective_scan,  # noqa: E402
                        selective_scan_ref)
+from mmssm.ops.scan_triton import selective_scan_triton  # noqa: E402
 
 
 def triton_scan(block_d=None, block_l=8, split_l=None):

@@ -134,8 +134,8 @@ def _register_scan_functions() -> None:
     except ImportError:
         pass
     try:
-        from mmssm.kernels import selective_scan as triton_scan
-        modules.append(triton_scan)
+        from mmssm.ops import scan_triton
+        modules.append(scan_triton)
     except Exception:  # noqa: BLE001 (no triton on this machine)
         pass
     for module in modules:

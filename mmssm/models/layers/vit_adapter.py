@@ -13,7 +13,8 @@ the stored spatial shapes).
   (mmcv's ``MultiScaleDeformableAttention`` module adds the query back and
   has no ratio); the sampling itself is mmcv 2.1.0's
   ``MultiScaleDeformableAttnFunction`` on CUDA and
-  ``multi_scale_deformable_attn_pytorch`` elsewhere.
+  ``multi_scale_deformable_attn_pytorch`` elsewhere, imported when the
+  first one is built (their module loads mmcv's compiled ``mmcv._ext``).
 * :class:`SpatialPriorModule`: conv stem -> ``c1..c4`` at strides 4/8/16/32,
   1x1 projections to the backbone width.
 * :class:`Injector` (tokens attend to ``c2..c4``, zero-initialised
@@ -29,8 +30,6 @@ import torch.nn as nn
 import torch.utils.checkpoint as cp
 from mmcv.cnn import build_norm_layer
 from mmcv.cnn.bricks import DropPath
-from mmcv.ops.multi_scale_deform_attn import (
-    MultiScaleDeformableAttnFunction, multi_scale_deformable_attn_pytorch)
 from mmengine.model import BaseModule
 
 __all__ = [
@@ -60,6 +59,20 @@ def grid_reference_points(shapes: Sequence[Tuple[int, int]],
         y, x = torch.meshgrid(ys, xs, indexing='ij')
         points.append(torch.stack([x.reshape(-1), y.reshape(-1)], -1))
     return torch.cat(points, 0)[None]
+
+
+def _deform_attn_ops():
+    """mmcv's ``(MultiScaleDeformableAttnFunction,
+    multi_scale_deformable_attn_pytorch)``, imported on first use.
+
+    Their module loads mmcv's compiled ops (``mmcv._ext``) when imported, so
+    the import waits until an :class:`AdapterDeformAttention` is built:
+    ``import mmssm`` and the backbones without an adapter never load them.
+    """
+    from mmcv.ops.multi_scale_deform_attn import (
+        MultiScaleDeformableAttnFunction as function,
+        multi_scale_deformable_attn_pytorch as pytorch)
+    return function, pytorch
 
 
 def level_start_index(spatial_shapes: torch.Tensor) -> torch.Tensor:
@@ -105,6 +118,7 @@ class AdapterDeformAttention(BaseModule):
                 f'AdapterDeformAttention: value width {value_dims} '
                 f'(embed_dims {embed_dims} x value_ratio {value_ratio}) is '
                 f'not divisible by num_heads {num_heads}')
+        _deform_attn_ops()  # fail at build time when mmcv has no compiled ops
         self.embed_dims = embed_dims
         self.num_heads = num_heads
         self.num_levels = num_levels
@@ -181,13 +195,13 @@ class AdapterDeformAttention(BaseModule):
         normalizer = spatial_shapes.flip(-1).to(offsets.dtype)
         locations = (reference_points[:, :, None, None, None, :] +
                      offsets / normalizer[None, None, None, :, None, :])
+        msda_function, msda_pytorch = _deform_attn_ops()
         if value.is_cuda:
-            out = MultiScaleDeformableAttnFunction.apply(
+            out = msda_function.apply(
                 value.float(), spatial_shapes, start_index, locations.float(),
                 weights.float(), self.im2col_step).to(value.dtype)
         else:
-            out = multi_scale_deformable_attn_pytorch(value, spatial_shapes,
-                                                      locations, weights)
+            out = msda_pytorch(value, spatial_shapes, locations, weights)
         return self.output_proj(out)
 
 
