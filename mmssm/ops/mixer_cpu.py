@@ -41,7 +41,7 @@ except ImportError:  # numba missing: the layers keep their torch path
     _mixer_numba = None
 
 __all__ = [
-    'fast_path_enabled', 'mamba_mixer_cpu_inference', 'add_rmsnorm_cpu',
+    'fast_path_enabled', 'prepare_mixer_weights', 'mamba_mixer_cpu_inference', 'add_rmsnorm_cpu',
     'run_parallel', 'FAST_PATH_ENV'
 ]
 
@@ -112,14 +112,58 @@ def _np(x: Tensor):
     return x.detach().numpy()
 
 
+def prepare_mixer_weights(conv_weights: Sequence[Tensor],
+                          conv_biases: Sequence[Optional[Tensor]],
+                          dt_proj_weights: Sequence[Tensor],
+                          dt_proj_biases: Sequence[Tensor],
+                          a_logs: Sequence[Tensor],
+                          ds: Sequence[Tensor]) -> tuple:
+    """The kernels' view of a mixer's small parameters (one or two
+    directions), as float32 numpy arrays.
+
+    Args:
+        conv_weights: per direction, the depthwise conv1d weight
+            ``(d_inner, 1, K)``; direction 0 is causal (forward), direction 1
+            the official backward branch (run on the flipped sequence).
+        conv_biases: per direction, ``(d_inner,)`` or None.
+        dt_proj_weights, dt_proj_biases: per direction ``(d_inner, R)`` and
+            ``(d_inner,)`` (the bias is the scan's ``delta_bias``).
+        a_logs: per direction ``(d_inner, N)`` (``A = -exp(A_log)``).
+        ds: per direction ``(d_inner,)`` skips.
+
+    Returns:
+        tuple: ``(ndir, conv, scan)`` for :func:`mamba_mixer_cpu_inference`.
+        The arrays may share memory with the parameters: prepare them again
+        after the parameters change (the mixers key their cache on the
+        parameters' versions).
+    """
+    ndir = len(conv_weights)
+    if ndir not in (1, 2) or not all(
+            len(x) == ndir for x in (conv_biases, dt_proj_weights,
+                                     dt_proj_biases, a_logs, ds)):
+        raise ValueError('prepare_mixer_weights: 1 or 2 directions, the same '
+                         f'number for every parameter, got {ndir} conv '
+                         'weights')
+
+    def arr(x):
+        return x.detach().float().contiguous().numpy()
+
+    dim, _, ksize = conv_weights[0].shape
+    conv = []
+    for w, b in zip(conv_weights, conv_biases):
+        conv.append(arr(w.reshape(dim, ksize).t()))
+        conv.append(arr(w.new_zeros(dim) if b is None else b))
+    scan = []
+    for items in (a_logs, dt_proj_weights, dt_proj_biases, ds):
+        scan.extend(arr(items[min(i, ndir - 1)]) for i in range(2))
+    if ndir == 1:
+        conv = conv * 2
+    return ndir, tuple(conv), tuple(scan)
+
+
 def mamba_mixer_cpu_inference(xz: Tensor,
-                              conv_weights: Sequence[Tensor],
-                              conv_biases: Sequence[Optional[Tensor]],
+                              weights: tuple,
                               x_proj_weights: Sequence[Tensor],
-                              dt_proj_weights: Sequence[Tensor],
-                              dt_proj_biases: Sequence[Tensor],
-                              a_logs: Sequence[Tensor],
-                              ds: Sequence[Tensor],
                               scale: float = 1.0) -> Tensor:
     """Fused conv + scan + gate of a Mamba mixer, one or two directions.
 
@@ -127,15 +171,8 @@ def mamba_mixer_cpu_inference(xz: Tensor,
         xz (Tensor): ``in_proj`` output ``(B, L, 2 * d_inner)``, float32, CPU,
             contiguous: ``x`` then ``z``. It is overwritten (it holds the
             result).
-        conv_weights: per direction, the depthwise conv1d weight
-            ``(d_inner, 1, K)``; direction 0 is causal (forward), direction 1
-            the official backward branch (run on the flipped sequence).
-        conv_biases: per direction, ``(d_inner,)`` or None.
+        weights (tuple): :func:`prepare_mixer_weights` of the mixer.
         x_proj_weights: per direction ``(R + 2N, d_inner)``.
-        dt_proj_weights, dt_proj_biases: per direction ``(d_inner, R)`` and
-            ``(d_inner,)`` (the bias is the scan's ``delta_bias``).
-        a_logs: per direction ``(d_inner, N)`` (``A = -exp(A_log)``).
-        ds: per direction ``(d_inner,)`` skips.
         scale (float): Output scale (0.5 averages two directions).
 
     Returns:
@@ -144,56 +181,36 @@ def mamba_mixer_cpu_inference(xz: Tensor,
     """
     if _mixer_numba is None:
         raise ImportError('the fused CPU mixer path needs numba')
-    ndir = len(conv_weights)
-    if ndir not in (1, 2):
-        raise ValueError(f'mamba_mixer_cpu_inference: 1 or 2 directions, got '
-                         f'{ndir}')
     if xz.dim() != 3 or xz.shape[-1] % 2 or not xz.is_contiguous() or \
             xz.dtype != torch.float32 or xz.device.type != 'cpu':
         raise ValueError('mamba_mixer_cpu_inference: xz must be a contiguous '
                          'float32 CPU tensor (B, L, 2 * d_inner), got '
                          f'{tuple(xz.shape)} {xz.dtype} on {xz.device}')
+    ndir, conv, scan = weights
     nbatch, length, two_dim = xz.shape
     dim = two_dim // 2
-    ksize = conv_weights[0].shape[-1]
-    params = []
-    for i in range(ndir):
-        w = conv_weights[i].detach().reshape(dim, ksize).float()
-        b = conv_biases[i]
-        b = w.new_zeros(dim) if b is None else b.detach().float()
-        params.append((w.t().contiguous(), b.contiguous()))
-    wf, bf = params[0]
-    wb, bb = params[-1]
+    if conv[0].shape[1] != dim or len(x_proj_weights) != ndir:
+        raise ValueError(f'mamba_mixer_cpu_inference: weights of d_inner='
+                         f'{conv[0].shape[1]} and {len(x_proj_weights)} '
+                         f'x_proj weights for xz of d_inner={dim}, {ndir} '
+                         'directions')
+    xz_np = xz.numpy()
     uf = torch.empty(nbatch, length, dim)
-    # the conv is cheap: one chunk of channels per thread
+    # one chunk of channels per thread and batch item, a multiple of 16:
+    # wide blocks amortise the per-token work of the scan
     threads = torch.get_num_threads()
     chunk = -(-dim // threads)
     chunk = -(-chunk // 16) * 16
+    nitems = nbatch * -(-dim // chunk)
     run_parallel(_mixer_numba.conv_silu,
-                 (_np(xz), dim, _np(wf), _np(bf), _np(wb), _np(bb), ndir,
-                  chunk, _np(uf)), nbatch * -(-dim // chunk))
-    # scan blocks: one per thread and batch item, a multiple of 16 wide
-    bw = -(-dim // threads)
-    bw = -(-bw // 16) * 16
-    nitems = nbatch * -(-dim // bw)
+                 (xz_np, dim, *conv, ndir, chunk, uf.numpy()), nitems)
     # x_proj: dt, B, C per token; the backward direction's u is xz[..., :dim]
-    xds = [F.linear(uf, x_proj_weights[0])]
-    if ndir == 2:
-        xds.append(F.linear(xz[..., :dim], x_proj_weights[1]))
-    args = []
-    for i in range(2):
-        k = min(i, ndir - 1)
-        args.append([
-            _np(xds[k]),
-            _np(a_logs[k].detach().float().contiguous()),
-            _np(dt_proj_weights[k].detach().float().contiguous()),
-            _np(dt_proj_biases[k].detach().float().contiguous()),
-            _np(ds[k].detach().float().contiguous())
-        ])
-    (xdf, alf, dwf, dbf, df), (xdb, alb, dwb, dbb, db) = args
+    xdf = F.linear(uf, x_proj_weights[0]).numpy()
+    xdb = F.linear(xz[..., :dim], x_proj_weights[1]).numpy() \
+        if ndir == 2 else xdf
     run_parallel(_mixer_numba.bimamba_scan,
-                 (_np(xz), dim, _np(uf), xdf, xdb, alf, alb, dwf, dwb, dbf,
-                  dbb, df, db, ndir, float(scale), bw), nitems)
+                 (xz_np, dim, uf.numpy(), xdf, xdb, *scan, ndir,
+                  float(scale), chunk), nitems)
     return xz[..., dim:]
 
 

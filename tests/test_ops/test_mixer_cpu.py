@@ -126,6 +126,7 @@ def test_training_path_unchanged_and_differentiable():
 
 
 @pytest.mark.filterwarnings('ignore::torch.jit.TracerWarning')
+@pytest.mark.filterwarnings('ignore:.*torch.jit.trace.*:FutureWarning')
 def test_trace_does_not_take_the_fast_path():
     """FLOP counting traces the model: the scan must stay visible."""
     mixer = _perturbed(MambaMixer(16, d_state=4))
@@ -201,11 +202,30 @@ def test_add_rmsnorm_vs_module(with_residual):
 
 
 def test_mixer_inference_argument_checks():
+    conv = [torch.zeros(4, 1, 4)]
     with pytest.raises(ValueError, match='1 or 2 directions'):
-        mixer_cpu.mamba_mixer_cpu_inference(
-            torch.zeros(1, 2, 8), [torch.zeros(4, 1, 4)] * 3, [None] * 3,
-            [None] * 3, [None] * 3, [None] * 3, [None] * 3, [None] * 3)
+        mixer_cpu.prepare_mixer_weights(conv * 3, [None] * 3, [None] * 3,
+                                        [None] * 3, [None] * 3, [None] * 3)
+    weights = mixer_cpu.prepare_mixer_weights(
+        conv, [None], [torch.zeros(4, 2)], [torch.zeros(4)],
+        [torch.zeros(4, 3)], [torch.zeros(4)])
     with pytest.raises(ValueError, match='contiguous float32 CPU'):
         mixer_cpu.mamba_mixer_cpu_inference(
-            torch.zeros(1, 2, 8).double(), [torch.zeros(4, 1, 4)], [None],
-            [None], [None], [None], [None], [None])
+            torch.zeros(1, 2, 8).double(), weights, [torch.zeros(7, 4)])
+    with pytest.raises(ValueError, match='d_inner=4'):
+        mixer_cpu.mamba_mixer_cpu_inference(
+            torch.zeros(1, 2, 12), weights, [torch.zeros(7, 6)])
+
+
+def test_cached_weights_follow_parameter_updates(monkeypatch):
+    """The kernels' parameter copies are rebuilt after an in-place update
+    (an optimizer step, load_state_dict)."""
+    mixer = _perturbed(BiMambaMixer(16, d_state=4))
+    x = torch.randn(1, 9, 16)
+    with torch.no_grad():
+        before = mixer(x)
+        mixer.A_b_log.add_(0.5)
+        mixer.conv1d.bias.mul_(-1)
+    out, ref = _both_paths(mixer, x, monkeypatch=monkeypatch)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+    assert (out - before).abs().max() > 1e-3

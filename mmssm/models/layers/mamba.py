@@ -36,7 +36,8 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 
 from mmssm.ops import selective_scan
-from mmssm.ops.mixer_cpu import fast_path_enabled, mamba_mixer_cpu_inference
+from mmssm.ops.mixer_cpu import (fast_path_enabled, mamba_mixer_cpu_inference,
+                                  prepare_mixer_weights)
 from .ssm_init import a_log_init, dt_proj_init_
 
 __all__ = ['MambaMixer', 'BiMambaMixer', 'causal_conv1d']
@@ -254,18 +255,31 @@ class MambaMixer(BaseModule):
 
         Same result as the training path to float32 round-off, without
         autograd, transposed copies of the activations or a repeated ``z``.
+        The kernels' copies of the small parameters are cached and rebuilt
+        when a parameter changes (its version counter or storage).
         """
-        xz = self.in_proj(x.contiguous())
         sfx = [self._suffix(d) for d in self.directions]
+        params = [
+            p for s in sfx for p in (
+                getattr(self, f'conv1d{s}').weight,
+                getattr(self, f'conv1d{s}').bias,
+                getattr(self, f'dt_proj{s}').weight,
+                getattr(self, f'dt_proj{s}').bias,
+                getattr(self, f'A{s}_log'), getattr(self, f'D{s}'))
+        ]
+        key = tuple((p.data_ptr(), p._version) if p is not None else None
+                    for p in params)
+        cache = getattr(self, '_cpu_weights', None)
+        if cache is None or cache[0] != key:
+            weights = prepare_mixer_weights(
+                params[0::6], params[1::6], params[2::6], params[3::6],
+                params[4::6], params[5::6])
+            cache = (key, weights)
+            self._cpu_weights = cache
+        xz = self.in_proj(x.contiguous())
         y = mamba_mixer_cpu_inference(
-            xz,
-            conv_weights=[getattr(self, f'conv1d{s}').weight for s in sfx],
-            conv_biases=[getattr(self, f'conv1d{s}').bias for s in sfx],
-            x_proj_weights=[getattr(self, f'x_proj{s}').weight for s in sfx],
-            dt_proj_weights=[getattr(self, f'dt_proj{s}').weight for s in sfx],
-            dt_proj_biases=[getattr(self, f'dt_proj{s}').bias for s in sfx],
-            a_logs=[getattr(self, f'A{s}_log') for s in sfx],
-            ds=[getattr(self, f'D{s}') for s in sfx],
+            xz, cache[1],
+            [getattr(self, f'x_proj{s}').weight for s in sfx],
             scale=self._output_scale())
         return self.out_proj(y)
 
