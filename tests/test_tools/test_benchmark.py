@@ -64,3 +64,46 @@ def test_benchmark_needs_a_model():
     import pytest
     with pytest.raises(SystemExit):
         bench.parse_args(['--sizes', '32'])
+
+
+def test_sizes_parse_rectangles_and_refuse_nonsense():
+    import argparse
+
+    import pytest
+    bench = _load_tool()
+    assert bench.parse_size('224') == 224
+    assert bench.parse_size('64x64') == 64
+    assert bench.parse_size('800x1333') == '800x1333'
+    assert bench.size_hw('800x1333') == (800, 1333)
+    for bad in ('0', 'abc', '12x', '3x4x5', '-4'):
+        with pytest.raises(argparse.ArgumentTypeError, match='HxW'):
+            bench.parse_size(bad)
+    args = bench.parse_args(['--backbone', 'Vim', '--sizes', '64', '32x48'])
+    assert args.sizes == [64, '32x48']
+
+
+def test_rectangular_case_and_machine_load(tmp_path):
+    bench = _load_tool()
+    arch = json.dumps(dict(depths=[1, 1, 1, 1], dims=[8, 8, 8, 8]))
+    out = str(tmp_path / 'rect')
+    result = bench.main([
+        '--backbone', 'MambaOut', '--arch', arch, '--img-size-kw', '',
+        '--sizes', '48x80', '32', '--runs', '1', '--threads', '1', '--out',
+        out
+    ])
+    # sorted by pixel count: 32x32 (1024 px) before 48x80 (3840 px)
+    assert [r['size'] for r in result['models'][0]['results']] == [32, '48x80']
+    frac = result['machine']['others_cpu_fraction']
+    assert frac is None or 0.0 <= frac <= 1.0
+    # the load measurement sees work that is not the benchmark's own cases:
+    # this process burning one CPU for 0.6 s is "another process" to it
+    import os
+    import time
+    busy0, child0 = bench._cpu_busy_seconds(), bench._children_cpu_seconds()
+    wall0 = time.perf_counter()
+    while time.perf_counter() - wall0 < 0.6:
+        pass
+    load = bench.machine_load(busy0, child0, wall0)
+    if load['others_cpu_fraction'] is not None:
+        assert load['others_cpu_fraction'] >= 0.4 / (os.cpu_count() or 1)
+        assert load['quiet'] is False

@@ -11,8 +11,15 @@ Usage::
 
 Every (model, size) case runs in a fresh subprocess: build the model (random
 weights, eval, ``torch.no_grad``), ``--warmup`` untimed forwards, then
-``--runs`` timed forwards of a ``(batch, 3, S, S)`` input; the median time is
-reported (mean and all times are in the JSON).
+``--runs`` timed forwards of a ``(batch, 3, S, S)`` input (``--sizes 800x1333``
+gives ``H x W``); the median time is reported (mean and all times are in the
+JSON). The models are interleaved size by size (A and B at 224, then A and B
+at the next size ...), so a change of the machine's load hits both alike.
+
+Quiet machine: the run reads ``/proc/stat`` before and after and subtracts
+its own cases' CPU time: the share of the CPUs that OTHER processes used
+during the run is printed and stored (``others_cpu_fraction``); above 5 %
+the run is reported as not quiet and its ratios should not be quoted.
 
 Peak memory:
 
@@ -34,6 +41,7 @@ one line per model; matplotlib with the Agg backend).
 """
 import argparse
 import json
+import math
 import os
 import os.path as osp
 import platform
@@ -42,7 +50,7 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import List, Optional
+from typing import List, Optional, Tuple, Union
 
 HERE = osp.dirname(osp.abspath(__file__))
 ROOT = osp.dirname(osp.dirname(HERE))
@@ -76,7 +84,7 @@ def _build(spec: dict, size: int):
         model = build_model(spec['config'])
         task = _task_of(model)
         if task in ('mmdet', 'mmseg', 'mmpretrain'):
-            samples = _data_samples(task, size, size)
+            samples = _data_samples(task, *size_hw(size))
 
             def run(x):
                 return model(x, samples, mode='tensor')
@@ -98,7 +106,8 @@ def _build(spec: dict, size: int):
     if spec.get('arch') is not None:
         kwargs['arch'] = _parse_arch(spec['arch'])
     if spec.get('img_size_kw'):
-        kwargs[spec['img_size_kw']] = size
+        h, w = size_hw(size)
+        kwargs[spec['img_size_kw']] = h if h == w else (h, w)
     model = registry.build(kwargs)
     if model is None:
         raise RuntimeError(f'could not build {spec["backbone"]!r}')
@@ -124,7 +133,28 @@ def _reset_peak_rss() -> Optional[int]:
         return None
 
 
-def run_case(spec: dict, size: int, batch: int, warmup: int, runs: int,
+def parse_size(text) -> Union[int, str]:
+    """``'224'`` -> 224 (square); ``'800x1333'`` -> ``'800x1333'`` (H x W)."""
+    text = str(text).strip().lower()
+    parts = text.split('x')
+    if len(parts) not in (1, 2) or not all(p.isdigit() and int(p) > 0
+                                           for p in parts):
+        raise argparse.ArgumentTypeError(
+            f'size {text!r}: expected S (square) or HxW, e.g. 224 or 800x1333')
+    if len(parts) == 1 or parts[0] == parts[1]:
+        return int(parts[0])
+    return f'{int(parts[0])}x{int(parts[1])}'
+
+
+def size_hw(size) -> Tuple[int, int]:
+    """``(H, W)`` of a size from :func:`parse_size`."""
+    if isinstance(size, int):
+        return size, size
+    h, w = size.split('x')
+    return int(h), int(w)
+
+
+def run_case(spec: dict, size, batch: int, warmup: int, runs: int,
              device: str) -> dict:
     """Time one model at one size in this process (see module docstring)."""
     import torch
@@ -132,7 +162,7 @@ def run_case(spec: dict, size: int, batch: int, warmup: int, runs: int,
     model, fn = _build(spec, size)
     model.eval()  # some train() overrides return None: no chaining
     model.to(device)
-    x = torch.randn(batch, 3, size, size, device=device)
+    x = torch.randn(batch, 3, *size_hw(size), device=device)
     cuda = device.startswith('cuda')
     with torch.no_grad():
         start_maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -166,6 +196,36 @@ def run_case(spec: dict, size: int, batch: int, warmup: int, runs: int,
         params=sum(p.numel() for p in model.parameters()))
 
 
+def _cpu_busy_seconds() -> Optional[float]:
+    """Busy CPU time of the whole machine so far (all CPUs), from
+    ``/proc/stat``; None where it cannot be read."""
+    try:
+        with open('/proc/stat') as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / os.sysconf('SC_CLK_TCK')
+
+
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def machine_load(busy0, child0, wall0) -> dict:
+    """How much of the machine other processes used since ``busy0``."""
+    busy1 = _cpu_busy_seconds()
+    wall = time.perf_counter() - wall0
+    if busy0 is None or busy1 is None or wall <= 0:
+        return dict(others_cpu_fraction=None, quiet=None,
+                    loadavg_1min=os.getloadavg()[0])
+    others = max(0.0, (busy1 - busy0) - (_children_cpu_seconds() - child0))
+    frac = others / (wall * (os.cpu_count() or 1))
+    return dict(others_cpu_fraction=round(frac, 4), quiet=frac <= 0.05,
+                loadavg_1min=os.getloadavg()[0])
+
+
 def _subprocess_case(spec, size, args) -> dict:
     payload = json.dumps(
         dict(spec=spec, size=size, batch=args.batch, warmup=args.warmup,
@@ -191,7 +251,9 @@ def plot(result: dict, path: str) -> None:
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for model in result['models']:
-        sizes = [r['size'] for r in model['results']]
+        # x: the side of the square with as many pixels
+        sizes = [math.sqrt(math.prod(size_hw(r['size'])))
+                 for r in model['results']]
         axes[0].plot(sizes, [r['time_s'] for r in model['results']], 'o-',
                      label=model['name'])
         axes[1].plot(sizes, [r['peak_mem_mib'] for r in model['results']],
@@ -200,7 +262,7 @@ def plot(result: dict, path: str) -> None:
     axes[0].set_yscale('log')
     axes[1].set_ylabel('peak extra memory (MiB)')
     for ax in axes:
-        ax.set_xlabel('input size (S x S)')
+        ax.set_xlabel('input size (sqrt(H x W))')
         ax.grid(True, alpha=0.3)
         ax.legend()
     fig.suptitle(f'batch {result["batch"]}, {result["device"]}, '
@@ -257,8 +319,9 @@ def parse_args(argv=None):
         '--img-size-kw', default='img_size', help='keyword the backbones '
         'take for their input size ("" for none); Vim and mmpretrain\'s ViT '
         'build their position embedding for it')
-    parser.add_argument('--sizes', type=int, nargs='+',
-                        default=[224, 512, 768, 1024])
+    parser.add_argument('--sizes', type=parse_size, nargs='+',
+                        default=[224, 512, 768, 1024],
+                        help='S (square) or HxW, e.g. 224 800x1333')
     parser.add_argument('--batch', type=int, default=1)
     parser.add_argument('--warmup', type=int, default=1)
     parser.add_argument('--runs', type=int, default=3)
@@ -298,7 +361,8 @@ def main(argv=None):
                   f'{_arch_name(args.compare_arch)}',
                   backbone=args.compare_backbone,
                   arch=args.compare_arch, img_size_kw=kw))
-    sizes = sorted(set(args.sizes))
+    sizes = sorted(set(args.sizes), key=lambda v: (math.prod(size_hw(v)),
+                                                   str(v)))
     import torch
     result = dict(
         device=args.device if args.device != 'cpu' else
@@ -312,15 +376,21 @@ def main(argv=None):
         memory_method=MEMORY_METHODS['cuda' if args.device.startswith('cuda')
                                      else 'cpu'],
         models=[])
-    for spec in specs:
-        rows: List[dict] = []
-        for size in sizes:
+    rows = {spec['name']: [] for spec in specs}
+    busy0, child0 = _cpu_busy_seconds(), _children_cpu_seconds()
+    wall0 = time.perf_counter()
+    result['loadavg_1min_before'] = os.getloadavg()[0]
+    for size in sizes:
+        for spec in specs:
             row = _subprocess_case(spec, size, args)
-            rows.append(row)
-            print(f'{spec["name"]:>32s} {size:5d}: {row["time_s"]:8.3f} s '
-                  f'{row["peak_mem_mib"]:9.1f} MiB', flush=True)
+            rows[spec['name']].append(row)
+            print(f'{spec["name"]:>32s} {str(size):>9s}: '
+                  f'{row["time_s"]:8.3f} s {row["peak_mem_mib"]:9.1f} MiB',
+                  flush=True)
+    result['machine'] = machine_load(busy0, child0, wall0)
+    for spec in specs:
         result['models'].append(
-            dict(name=spec['name'], spec=spec, results=rows))
+            dict(name=spec['name'], spec=spec, results=rows[spec['name']]))
     out_dir = osp.dirname(args.out)
     if out_dir:
         os.makedirs(out_dir, exist_ok=True)
@@ -328,6 +398,14 @@ def main(argv=None):
         json.dump(result, f, indent=2)
     plot(result, args.out + '.png')
     print(comparison_table(result))
+    load = result['machine']
+    if load['others_cpu_fraction'] is None:
+        print('machine load: unknown (no /proc/stat)')
+    else:
+        print(f'machine {"quiet" if load["quiet"] else "NOT quiet"}: other '
+              f'processes used {100 * load["others_cpu_fraction"]:.1f} % of '
+              f'the CPUs during the run (1-min load average before: '
+              f'{result["loadavg_1min_before"]:.2f})')
     print(f'wrote {args.out}.json and {args.out}.png')
     return result
 
