@@ -1,30 +1,33 @@
 """Numba kernels of the fused CPU inference path of the Mamba mixers.
 
 These kernels compute, without autograd and without saving anything for a
-backward pass, the part of a (bidirectional) Mamba mixer between ``in_proj``
-and ``out_proj`` that is not a matrix product, in the token-major layout the
-linear layers produce (``(Bt, L, C)``, channels contiguous), so that every
-per-token load and store of a block of channels is one contiguous vector:
+backward pass, the part of a (bidirectional) Mamba mixer around its matrix
+products, in the token-major layout the linear layers produce (``(Bt, L, C)``,
+channels contiguous), so that every per-token load and store of a block of
+channels is one contiguous vector:
 
 * :func:`conv_silu`: the causal depthwise conv1d + SiLU of the forward
-  direction and, for two directions, the anti-causal one of the backward
-  direction (``flip(conv(flip(x)))``), in one pass over the tokens. The
-  backward direction's result overwrites ``x`` in place (a token's input is
-  never read again once its anti-causal output is written, since the pass
-  goes forward).
-* :func:`bimamba_scan`: per (batch, block of ``BLOCK`` channels): the
+  direction into ``uf`` and, for two directions, the anti-causal one of the
+  backward direction (``flip(conv(flip(x)))``) written over ``x`` in place (a
+  token's input is never read again once its anti-causal output is written,
+  since that pass goes forward).
+* :func:`bimamba_scan`: per (batch, block of channels) and direction: the
   ``dt_proj`` product and ``softplus(. + delta_bias)``, ``exp(delta * A)``,
-  the recurrence with fp32 states, the ``D`` skip, for the forward direction
-  (kept in a block-local buffer) and then the backward direction (walked in
-  reverse), and the output ``silu(z) * (y_fwd + y_bwd) * scale`` written over
-  ``z`` in place: one gate, not two copies of ``z``.
+  the recurrence with float32 states and the ``D`` skip. The forward
+  direction's ``y`` is written over its ``u`` (``uf``, read at the same token
+  just before), the backward direction (walked from the last token) adds its
+  ``y`` there: ``uf`` ends as ``y_fwd + y_bwd``.
+* :func:`gate`: ``silu(z) * y * scale`` in place (one gate for both
+  directions, not two copies of ``z``).
 * :func:`add_rmsnorm`: ``residual + hidden`` and the RMSNorm of the sum, in
   one pass per token.
 
 ``exp`` is :func:`mmssm.ops._scan_numba.fast_exp` (relative error ~2e-7);
 ``softplus`` and ``log1p`` are the vectorisable float32 versions below; all
 accumulation is float32, as in the training path, which these kernels match
-to float32 round-off (tests/test_ops/test_mixer_cpu.py).
+to float32 round-off (tests/test_ops/test_mixer_cpu.py). Indices in the inner
+loops are unsigned: numba's handling of negative indices otherwise keeps
+LLVM from vectorising them.
 """
 import math
 
@@ -33,9 +36,6 @@ from numba import njit
 
 from . import _numba_env  # noqa: F401  (before any compilation)
 from ._scan_numba import fast_exp
-
-#: Channels per work item (the inner, vectorised loop).
-BLOCK = 64
 
 U = np.uint64
 
@@ -79,14 +79,13 @@ def silu(x):
 
 
 @njit(**_JIT)
-def conv_silu(xz, dim, wf, bf, wb, bb, ndir, chunk, uf, w_begin, w_end):
+def conv_silu(x, wf, bf, wb, bb, ndir, chunk, uf, w_begin, w_end):
     """Depthwise conv1d + SiLU of one or both directions.
 
     Args:
-        xz: ``(Bt, L, 2 * dim)`` ``in_proj`` output; channels ``[0, dim)`` are
-            ``x``. With ``ndir == 2`` they are overwritten by the backward
-            direction's ``silu(anti-causal conv(x))``.
-        dim: ``d_inner``.
+        x: ``(Bt, L, dim)`` ``in_proj`` output ``x``. With ``ndir == 2`` it is
+            overwritten by the backward direction's ``silu(anti-causal
+            conv(x))``.
         wf, bf: forward conv taps ``(K, dim)`` and bias ``(dim,)``.
         wb, bb: backward conv taps ``(K, dim)`` and bias (the official
             ``conv1d_b``, applied to the flipped sequence: ``u_b[t] = bb +
@@ -96,11 +95,8 @@ def conv_silu(xz, dim, wf, bf, wb, bb, ndir, chunk, uf, w_begin, w_end):
         uf: ``(Bt, L, dim)`` output, ``silu(causal conv(x))``:
             ``u_f[t] = bf + sum_k wf[k] * x[t - K + 1 + k]``.
         w_begin, w_end: range of work items (batch * channel chunk).
-
-    Indices are unsigned in the inner loops: numba's handling of negative
-    indices otherwise keeps LLVM from vectorising them.
     """
-    length = xz.shape[1]
+    length, dim = x.shape[1], x.shape[2]
     ksize = wf.shape[0]
     nchunk = (dim + chunk - 1) // chunk
     acc = np.empty(chunk, dtype=np.float32)
@@ -108,11 +104,11 @@ def conv_silu(xz, dim, wf, bf, wb, bb, ndir, chunk, uf, w_begin, w_end):
         bi = w // nchunk
         c0i = (w - bi * nchunk) * chunk
         n = min(dim, c0i + chunk) - c0i
-        b = U(bi)
         c0 = U(c0i)
+        xb = x[bi]
+        ub = uf[bi]
         # causal
         for t in range(length):
-            tu = U(t)
             for j in range(n):
                 acc[j] = bf[c0 + U(j)]
             for k in range(ksize):
@@ -122,15 +118,15 @@ def conv_silu(xz, dim, wf, bf, wb, bb, ndir, chunk, uf, w_begin, w_end):
                     ku = U(k)
                     for j in range(n):
                         c = c0 + U(j)
-                        acc[j] += wf[ku, c] * xz[b, su, c]
+                        acc[j] += wf[ku, c] * xb[su, c]
+            tu = U(t)
             for j in range(n):
-                uf[b, tu, c0 + U(j)] = silu(acc[j])
+                ub[tu, c0 + U(j)] = silu(acc[j])
         if ndir == 1:
             continue
         # anti-causal, in place: reads tokens >= t, which still hold their
         # originals (the pass goes forward; token t is overwritten last)
         for t in range(length):
-            tu = U(t)
             for j in range(n):
                 acc[j] = bb[c0 + U(j)]
             for k in range(ksize):
@@ -140,85 +136,43 @@ def conv_silu(xz, dim, wf, bf, wb, bb, ndir, chunk, uf, w_begin, w_end):
                     ku = U(k)
                     for j in range(n):
                         c = c0 + U(j)
-                        acc[j] += wb[ku, c] * xz[b, su, c]
+                        acc[j] += wb[ku, c] * xb[su, c]
+            tu = U(t)
             for j in range(n):
-                xz[b, tu, c0 + U(j)] = silu(acc[j])
-
-
-@njit(inline='always', **_JIT)
-def _load_params(d0, dl, a_log, dt_w, dt_b, dskip, atl, wdt, bias, dsk):
-    """Block-local copies of ``A = -exp(A_log)``, dt_proj weight/bias, D."""
-    nstate = a_log.shape[1]
-    rank = dt_w.shape[1]
-    for j in range(dl):
-        for n in range(nstate):
-            atl[n, j] = -math.exp(a_log[d0 + j, n])
-        for r in range(rank):
-            wdt[r, j] = dt_w[d0 + j, r]
-        bias[j] = dt_b[d0 + j]
-        dsk[j] = dskip[d0 + j]
-
-
-@njit(inline='always', **_JIT)
-def _step(xd, b, t, rank, nstate, bw, uv, atl, wdt, bias, dsk, h, dtv,
-          duv, yv):
-    """One token of one direction: ``yv = C . h_t + D * u`` (updates ``h``).
-
-    ``xd[b, t]`` is the token's ``x_proj`` row (dt, B, C); the other arrays
-    are block-local, ``bw`` wide; ``b``, ``t`` unsigned.
-    """
-    for j in range(bw):
-        dtv[j] = bias[j]
-    for r in range(rank):
-        x = xd[b, t, U(r)]
-        ru = U(r)
-        for j in range(bw):
-            dtv[j] += x * wdt[ru, U(j)]
-    for j in range(bw):
-        d = softplus(dtv[j])
-        dtv[j] = d
-        duv[j] = d * uv[j]
-        yv[j] = dsk[j] * uv[j]
-    for n in range(nstate):
-        bn = xd[b, t, U(rank + n)]
-        cn = xd[b, t, U(rank + nstate + n)]
-        nu = U(n)
-        for j in range(bw):
-            ju = U(j)
-            hv = fast_exp(dtv[j] * atl[nu, ju]) * h[nu, ju] + duv[j] * bn
-            h[nu, ju] = hv
-            yv[j] += cn * hv
+                xb[tu, c0 + U(j)] = silu(acc[j])
 
 
 @njit(**_JIT)
-def bimamba_scan(xz, dim, uf, xdf, xdb, a_log_f, a_log_b, dtw_f, dtw_b,
-                 dtb_f, dtb_b, d_f, d_b, ndir, scale, bw, w_begin, w_end):
-    """Selective scan of one or two directions with the gate, in place.
+def bimamba_scan(ub, uf, xdf, xdb, a_log_f, a_log_b, dtw_f, dtw_b, dtb_f,
+                 dtb_b, d_f, d_b, ndir, bw, w_begin, w_end):
+    """Selective scan of one or two directions; ``uf`` ends as their sum.
 
     Args:
-        xz: ``(Bt, L, 2 * dim)``; channels ``[0, dim)`` hold the backward
-            direction's ``u`` (from :func:`conv_silu`, ``ndir == 2``) and
-            ``[dim, 2 dim)`` the gate ``z``, overwritten by the output
-            ``silu(z) * (y_f + y_b) * scale`` (``silu(z) * y_f * scale`` for
-            one direction).
-        dim: ``d_inner``.
-        uf: ``(Bt, L, dim)`` forward direction's ``u``.
+        ub: ``(Bt, L, dim)`` backward direction's ``u`` (``ndir == 2``).
+        uf: ``(Bt, L, dim)`` forward direction's ``u``, overwritten by
+            ``y_fwd (+ y_bwd)`` (before the gate).
         xdf, xdb: ``(Bt, L, R + 2N)`` ``x_proj`` outputs (dt, B, C) of the
             forward and backward directions (``xdb`` unused for one).
         a_log_f, a_log_b: ``(dim, N)``. dtw_f, dtw_b: ``dt_proj`` weights
             ``(dim, R)``; dtb_f, dtb_b: their biases (``delta_bias``).
         d_f, d_b: ``D`` skips ``(dim,)``.
-        ndir: 1 or 2. scale: output scale (0.5 averages two directions).
+        ndir: 1 or 2.
         bw: channels per work item (the vectorised inner loops; wider blocks
             amortise the per-token work better, so the caller gives each
             thread one block per batch item).
         w_begin, w_end: range of work items (batch * channel block).
+
+    Per token and direction: ``delta = softplus(dt . W_dt + bias)``, then
+    for every state ``h = exp(delta * A) * h + delta * u * B``,
+    ``y += C * h``; ``y += D * u``. The loop body is written once for both
+    directions (a direction's arrays are picked before the token loop): a
+    helper function called per token would cost reference counting of its
+    array arguments.
     """
-    length = xz.shape[1]
+    length, dim = uf.shape[1], uf.shape[2]
     nstate = a_log_f.shape[1]
     rank = dtw_f.shape[1]
     nblk = (dim + bw - 1) // bw
-    scale = np.float32(scale)
     # Zero-padded block-local parameters: padded lanes have u = 0, so their
     # state stays 0 and nothing is written for them.
     atl = np.zeros((nstate, bw), dtype=np.float32)
@@ -230,47 +184,72 @@ def bimamba_scan(xz, dim, uf, xdf, xdb, a_log_f, a_log_b, dtw_f, dtw_b,
     dtv = np.zeros(bw, dtype=np.float32)
     duv = np.zeros(bw, dtype=np.float32)
     yv = np.zeros(bw, dtype=np.float32)
-    yfw = np.empty((length, bw), dtype=np.float32)
     for w in range(w_begin, w_end):
         bi = w // nblk
         d0i = (w - bi * nblk) * bw
         dl = min(bw, dim - d0i)
-        b = U(bi)
         d0 = U(d0i)
-        zoff = U(dim + d0i)
-        for j in range(bw):
-            uv[j] = 0
-        h[:] = 0
-        _load_params(d0i, dl, a_log_f, dtw_f, dtb_f, d_f, atl, wdt, bias,
-                     dsk)
-        for t in range(length):
-            tu = U(t)
+        yb = uf[bi]
+        for direction in range(ndir):
+            fwd = direction == 0
+            a_log = a_log_f if fwd else a_log_b
+            dt_w = dtw_f if fwd else dtw_b
+            dt_b = dtb_f if fwd else dtb_b
+            dskip = d_f if fwd else d_b
+            xd = xdf[bi] if fwd else xdb[bi]
+            us = uf[bi] if fwd else ub[bi]
             for j in range(dl):
-                uv[j] = uf[b, tu, d0 + U(j)]
-            _step(xdf, b, tu, rank, nstate, bw, uv, atl, wdt, bias, dsk, h, dtv,
-                  duv, yv)
-            if ndir == 1:
-                for j in range(dl):
-                    c = zoff + U(j)
-                    xz[b, tu, c] = silu(xz[b, tu, c]) * yv[j] * scale
-            else:
+                for n in range(nstate):
+                    atl[n, j] = -math.exp(a_log[d0i + j, n])
+                for r in range(rank):
+                    wdt[r, j] = dt_w[d0i + j, r]
+                bias[j] = dt_b[d0i + j]
+                dsk[j] = dskip[d0i + j]
+            for n in range(nstate):
                 for j in range(bw):
-                    yfw[tu, U(j)] = yv[j]
-        if ndir == 1:
-            continue
-        _load_params(d0i, dl, a_log_b, dtw_b, dtb_b, d_b, atl, wdt, bias,
-                     dsk)
-        h[:] = 0
-        for t in range(length - 1, -1, -1):
-            tu = U(t)
-            for j in range(dl):
-                uv[j] = xz[b, tu, d0 + U(j)]
-            _step(xdb, b, tu, rank, nstate, bw, uv, atl, wdt, bias, dsk, h, dtv,
-                  duv, yv)
-            for j in range(dl):
-                c = zoff + U(j)
-                xz[b, tu, c] = silu(xz[b, tu, c]) * (yfw[tu, U(j)] + yv[j]) \
-                    * scale
+                    h[n, j] = 0
+            for i in range(length):
+                t = U(i) if fwd else U(length - 1 - i)
+                for j in range(dl):
+                    uv[j] = us[t, d0 + U(j)]
+                for j in range(bw):
+                    dtv[j] = bias[j]
+                for r in range(rank):
+                    xr = xd[t, U(r)]
+                    for j in range(bw):
+                        dtv[j] += xr * wdt[r, j]
+                for j in range(bw):
+                    d = softplus(dtv[j])
+                    dtv[j] = d
+                    duv[j] = d * uv[j]
+                    yv[j] = dsk[j] * uv[j]
+                for n in range(nstate):
+                    bn = xd[t, U(rank + n)]
+                    cn = xd[t, U(rank + nstate + n)]
+                    for j in range(bw):
+                        hv = fast_exp(dtv[j] * atl[n, j]) * h[n, j] + \
+                            duv[j] * bn
+                        h[n, j] = hv
+                        yv[j] += cn * hv
+                if fwd:
+                    for j in range(dl):
+                        yb[t, d0 + U(j)] = yv[j]
+                else:
+                    for j in range(dl):
+                        yb[t, d0 + U(j)] += yv[j]
+
+
+@njit(**_JIT)
+def gate(z, y, scale, r_begin, r_end):
+    """``z = silu(z) * y * scale`` for rows ``[r_begin, r_end)`` of the
+    ``(rows, dim)`` arrays ``z`` and ``y``."""
+    dim = z.shape[1]
+    scale = np.float32(scale)
+    for r in range(r_begin, r_end):
+        ru = U(r)
+        for j in range(dim):
+            ju = U(j)
+            z[ru, ju] = silu(z[ru, ju]) * y[ru, ju] * scale
 
 
 @njit(**_JIT)

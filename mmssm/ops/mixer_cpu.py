@@ -5,17 +5,19 @@ When no gradient is needed, :func:`mamba_mixer_cpu_inference` computes a
 ``out_proj`` with three calls, in the token-major layout of the linear layers
 (no transposed, flipped, concatenated or repeated copies of activations):
 
+0. the ``x`` half of ``in_proj`` (one matrix product);
 1. :func:`mmssm.ops._mixer_numba.conv_silu`: both directions' depthwise
-   conv1d + SiLU in one pass (the backward direction written over ``x``);
+   conv1d + SiLU (the backward direction written over ``x``);
 2. one matrix product per direction for ``x_proj`` (``dt``, ``B``, ``C``);
 3. :func:`mmssm.ops._mixer_numba.bimamba_scan`: ``dt_proj`` + ``delta_bias``
    + softplus, ``exp(delta * A)``, the scan of both directions with float32
-   states, the ``D`` skip, and ``silu(z) * (y_f + y_b) / 2`` written over
-   ``z``.
+   states and the ``D`` skip, ``y_f + y_b`` written over the forward ``u``;
+4. the ``z`` half of ``in_proj``, and :func:`mmssm.ops._mixer_numba.gate`:
+   ``silu(z) * (y_f + y_b) / 2`` in place, the input of ``out_proj``.
 
-Nothing is saved for a backward pass, so the per-layer temporaries are the
-``in_proj`` output, one ``(B, L, d_inner)`` buffer and the two small
-``x_proj`` outputs. The kernels run over (batch, block of 16 channels) work
+Nothing is saved for a backward pass, and ``z`` is computed after the scan,
+so the per-layer temporaries are at most three ``(B, L, d_inner)`` buffers
+and the two small ``x_proj`` outputs. The kernels run over (batch, block of 16 channels) work
 items on ``torch.get_num_threads()`` threads (:func:`run_parallel`).
 
 :func:`add_rmsnorm_cpu` is the fused ``residual + hidden`` + RMSNorm of a
@@ -161,40 +163,50 @@ def prepare_mixer_weights(conv_weights: Sequence[Tensor],
     return ndir, tuple(conv), tuple(scan)
 
 
-def mamba_mixer_cpu_inference(xz: Tensor,
+def mamba_mixer_cpu_inference(x: Tensor,
+                              in_proj_weight: Tensor,
+                              in_proj_bias: Optional[Tensor],
                               weights: tuple,
                               x_proj_weights: Sequence[Tensor],
                               scale: float = 1.0) -> Tensor:
-    """Fused conv + scan + gate of a Mamba mixer, one or two directions.
+    """Fused ``in_proj`` .. gate of a Mamba mixer, one or two directions.
 
     Args:
-        xz (Tensor): ``in_proj`` output ``(B, L, 2 * d_inner)``, float32, CPU,
-            contiguous: ``x`` then ``z``. It is overwritten (it holds the
-            result).
+        x (Tensor): Mixer input ``(B, L, C)``, float32, CPU.
+        in_proj_weight (Tensor): ``(2 * d_inner, C)``: ``x`` rows then ``z``.
+        in_proj_bias (Tensor, optional): ``(2 * d_inner,)``.
         weights (tuple): :func:`prepare_mixer_weights` of the mixer.
         x_proj_weights: per direction ``(R + 2N, d_inner)``.
         scale (float): Output scale (0.5 averages two directions).
 
     Returns:
-        Tensor: ``(B, L, d_inner)``, a view of ``xz``:
-        ``silu(z) * sum_directions(y) * scale``.
+        Tensor: ``(B, L, d_inner)``: ``silu(z) * sum_directions(y) * scale``,
+        the input of ``out_proj``.
+
+    The two halves of ``in_proj`` are two products so that ``z`` is made
+    only after the scan, when the conv's and the scan's buffers are gone:
+    per layer at most three ``(B, L, d_inner)`` buffers are alive.
     """
     if _mixer_numba is None:
         raise ImportError('the fused CPU mixer path needs numba')
-    if xz.dim() != 3 or xz.shape[-1] % 2 or not xz.is_contiguous() or \
-            xz.dtype != torch.float32 or xz.device.type != 'cpu':
-        raise ValueError('mamba_mixer_cpu_inference: xz must be a contiguous '
-                         'float32 CPU tensor (B, L, 2 * d_inner), got '
-                         f'{tuple(xz.shape)} {xz.dtype} on {xz.device}')
+    if x.dim() != 3 or x.dtype != torch.float32 or x.device.type != 'cpu':
+        raise ValueError('mamba_mixer_cpu_inference: x must be a float32 CPU '
+                         'tensor (B, L, C), got '
+                         f'{tuple(x.shape)} {x.dtype} on {x.device}')
     ndir, conv, scan = weights
-    nbatch, length, two_dim = xz.shape
-    dim = two_dim // 2
-    if conv[0].shape[1] != dim or len(x_proj_weights) != ndir:
-        raise ValueError(f'mamba_mixer_cpu_inference: weights of d_inner='
-                         f'{conv[0].shape[1]} and {len(x_proj_weights)} '
-                         f'x_proj weights for xz of d_inner={dim}, {ndir} '
-                         'directions')
-    xz_np = xz.numpy()
+    dim = conv[0].shape[1]
+    if in_proj_weight.shape != (2 * dim, x.shape[-1]) or \
+            len(x_proj_weights) != ndir:
+        raise ValueError(
+            f'mamba_mixer_cpu_inference: weights of d_inner={dim} and '
+            f'{len(x_proj_weights)} x_proj weights; in_proj '
+            f'{tuple(in_proj_weight.shape)} for {ndir} directions and '
+            f'inputs of width {x.shape[-1]}')
+    nbatch, length, _ = x.shape
+    bias_x = bias_z = None
+    if in_proj_bias is not None:
+        bias_x, bias_z = in_proj_bias[:dim], in_proj_bias[dim:]
+    xs = F.linear(x, in_proj_weight[:dim], bias_x)
     uf = torch.empty(nbatch, length, dim)
     # one chunk of channels per thread and batch item, a multiple of 16:
     # wide blocks amortise the per-token work of the scan
@@ -203,15 +215,20 @@ def mamba_mixer_cpu_inference(xz: Tensor,
     chunk = -(-chunk // 16) * 16
     nitems = nbatch * -(-dim // chunk)
     run_parallel(_mixer_numba.conv_silu,
-                 (xz_np, dim, *conv, ndir, chunk, uf.numpy()), nitems)
-    # x_proj: dt, B, C per token; the backward direction's u is xz[..., :dim]
+                 (xs.numpy(), *conv, ndir, chunk, uf.numpy()), nitems)
+    # x_proj: dt, B, C per token; xs holds the backward direction's u
     xdf = F.linear(uf, x_proj_weights[0]).numpy()
-    xdb = F.linear(xz[..., :dim], x_proj_weights[1]).numpy() \
-        if ndir == 2 else xdf
+    xdb = F.linear(xs, x_proj_weights[1]).numpy() if ndir == 2 else xdf
     run_parallel(_mixer_numba.bimamba_scan,
-                 (xz_np, dim, uf.numpy(), xdf, xdb, *scan, ndir,
-                  float(scale), chunk), nitems)
-    return xz[..., dim:]
+                 (xs.numpy(), uf.numpy(), xdf, xdb, *scan, ndir, chunk),
+                 nitems)
+    del xs, xdf, xdb
+    z = F.linear(x, in_proj_weight[dim:], bias_z)
+    rows = nbatch * length
+    run_parallel(_mixer_numba.gate,
+                 (z.view(rows, dim).numpy(), uf.view(rows, dim).numpy(),
+                  float(scale)), rows, min_items_per_thread=64)
+    return z
 
 
 def add_rmsnorm_cpu(hidden: Tensor, residual: Optional[Tensor],

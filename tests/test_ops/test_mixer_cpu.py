@@ -169,19 +169,16 @@ def test_conv_kernel_vs_torch_conv(ndir):
     ref_f = F.silu(causal_conv1d(x, wf, bf)).transpose(1, 2)
     # the official backward branch: flip, causal conv, flip back
     ref_b = F.silu(causal_conv1d(x.flip(-1), wb, bb)).flip(-1).transpose(1, 2)
-    z = xz[..., dim:].clone()
     uf = torch.empty(2, length, dim)
-    work = xz.clone()
-    _mixer_numba.conv_silu(work.numpy(), dim, wf[:, 0].t().contiguous().numpy(),
+    work = xz[..., :dim].contiguous()
+    _mixer_numba.conv_silu(work.numpy(), wf[:, 0].t().contiguous().numpy(),
                            bf.numpy(), wb[:, 0].t().contiguous().numpy(),
                            bb.numpy(), ndir, 16, uf.numpy(), 0, 2 * 3)
     torch.testing.assert_close(uf, ref_f, rtol=1e-5, atol=1e-6)
     if ndir == 2:
-        torch.testing.assert_close(work[..., :dim], ref_b, rtol=1e-5,
-                                   atol=1e-6)
+        torch.testing.assert_close(work, ref_b, rtol=1e-5, atol=1e-6)
     else:
-        torch.testing.assert_close(work[..., :dim], xz[..., :dim])
-    assert torch.equal(work[..., dim:], z)   # z untouched
+        assert torch.equal(work, xz[..., :dim])   # x untouched
 
 
 @pytest.mark.parametrize('with_residual', [False, True])
@@ -209,12 +206,14 @@ def test_mixer_inference_argument_checks():
     weights = mixer_cpu.prepare_mixer_weights(
         conv, [None], [torch.zeros(4, 2)], [torch.zeros(4)],
         [torch.zeros(4, 3)], [torch.zeros(4)])
-    with pytest.raises(ValueError, match='contiguous float32 CPU'):
+    with pytest.raises(ValueError, match='float32 CPU'):
         mixer_cpu.mamba_mixer_cpu_inference(
-            torch.zeros(1, 2, 8).double(), weights, [torch.zeros(7, 4)])
+            torch.zeros(1, 2, 6).double(), torch.zeros(8, 6), None, weights,
+            [torch.zeros(8, 4)])
     with pytest.raises(ValueError, match='d_inner=4'):
         mixer_cpu.mamba_mixer_cpu_inference(
-            torch.zeros(1, 2, 12), weights, [torch.zeros(7, 6)])
+            torch.zeros(1, 2, 6), torch.zeros(12, 6), None, weights,
+            [torch.zeros(8, 4)])
 
 
 def test_cached_weights_follow_parameter_updates(monkeypatch):
@@ -229,3 +228,13 @@ def test_cached_weights_follow_parameter_updates(monkeypatch):
     out, ref = _both_paths(mixer, x, monkeypatch=monkeypatch)
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
     assert (out - before).abs().max() > 1e-3
+
+
+def test_projection_biases(monkeypatch):
+    """``bias=True`` mixers (in_proj/out_proj with biases): the split
+    ``in_proj`` of the fused path keeps each half's bias."""
+    mixer = _perturbed(BiMambaMixer(16, d_state=4, bias=True))
+    assert mixer.in_proj.bias is not None
+    x = torch.randn(2, 10, 16)
+    out, ref = _both_paths(mixer, x, monkeypatch=monkeypatch)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)

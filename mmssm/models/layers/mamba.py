@@ -276,9 +276,8 @@ class MambaMixer(BaseModule):
                 params[4::6], params[5::6])
             cache = (key, weights)
             self._cpu_weights = cache
-        xz = self.in_proj(x.contiguous())
         y = mamba_mixer_cpu_inference(
-            xz, cache[1],
+            x, self.in_proj.weight, self.in_proj.bias, cache[1],
             [getattr(self, f'x_proj{s}').weight for s in sfx],
             scale=self._output_scale())
         return self.out_proj(y)
