@@ -22,8 +22,8 @@ channels is one contiguous vector:
 * :func:`add_rmsnorm`: ``residual + hidden`` and the RMSNorm of the sum, in
   one pass per token.
 
-``exp`` is :func:`mmssm.ops._scan_numba.fast_exp` (relative error ~2e-7);
-``softplus`` and ``log1p`` are the vectorisable float32 versions below; all
+``exp``, ``softplus`` and ``silu`` are the vectorisable float32 versions of
+:mod:`mmssm.ops._scan_numba` (relative error ~2e-7 and below); all
 accumulation is float32, as in the training path, which these kernels match
 to float32 round-off (tests/test_ops/test_mixer_cpu.py). Indices in the inner
 loops are unsigned: numba's handling of negative indices otherwise keeps
@@ -35,48 +35,11 @@ import numpy as np
 from numba import njit
 
 from . import _numba_env  # noqa: F401  (before any compilation)
-from ._scan_numba import fast_exp
+from ._scan_numba import fast_exp, silu, softplus  # noqa: F401
 
 U = np.uint64
 
 _JIT = dict(fastmath=True, cache=True, nogil=True, error_model='numpy')
-
-_LN2 = np.float32(0.6931471805599453)
-_SQRT2M1 = np.float32(0.41421356237309503)
-_THRESHOLD = np.float32(20.0)
-
-
-@njit(inline='always', **_JIT)
-def _log1p_unit(e):
-    """``log1p(e)`` for ``0 <= e <= 1`` in float32 without cancellation.
-
-    ``1 + e = m * 2^k`` with ``m`` in ``[sqrt(1/2), sqrt(2))`` and ``k`` 0 or
-    1; ``log(m) = 2 atanh(s)`` with ``s = (m - 1) / (m + 1)`` formed from
-    ``e`` directly (``e / (2 + e)``, or ``(e - 1) / (e + 3)`` for ``k = 1``),
-    ``|s| <= 0.1716``, odd series to ``s^9`` (truncation < 1e-9).
-    """
-    big = e > _SQRT2M1
-    s = (e - np.float32(1.0)) / (e + np.float32(3.0)) if big else \
-        e / (e + np.float32(2.0))
-    s2 = s * s
-    p = s * (np.float32(2.0) + s2 * (np.float32(2.0 / 3.0) + s2 * (
-        np.float32(2.0 / 5.0) + s2 * (np.float32(2.0 / 7.0) +
-                                      s2 * np.float32(2.0 / 9.0)))))
-    return p + _LN2 if big else p
-
-
-@njit(inline='always', **_JIT)
-def softplus(x):
-    """``log1p(exp(x))``, or ``x`` above 20 (torch's threshold), float32."""
-    v = max(x, np.float32(0.0)) + _log1p_unit(fast_exp(-abs(x)))
-    return x if x > _THRESHOLD else v
-
-
-@njit(inline='always', **_JIT)
-def silu(x):
-    """``x * sigmoid(x)``."""
-    return x / (np.float32(1.0) + fast_exp(-x))
-
 
 @njit(**_JIT)
 def conv_silu(x, wf, bf, wb, bb, ndir, chunk, uf, w_begin, w_end):

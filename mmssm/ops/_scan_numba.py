@@ -88,6 +88,48 @@ def _fast_exp_overload(x):
 # threads (the kernels release the GIL). numba's workqueue layer spins and
 # costs milliseconds per launch on a busy machine.
 _JIT = dict(fastmath=True, cache=True, nogil=True)
+# For kernels that divide: numpy's error model (no zero-divisor checks, which
+# would stop LLVM from vectorising the loops).
+_JIT_NP = dict(_JIT, error_model='numpy')
+U = np.uint64
+
+_LN2 = np.float32(0.6931471805599453)
+_SQRT2M1 = np.float32(0.41421356237309503)
+_THRESHOLD = np.float32(20.0)
+
+
+@njit(inline='always', **_JIT_NP)
+def _log1p_unit(e):
+    """``log1p(e)`` for ``0 <= e <= 1`` in float32 without cancellation.
+
+    ``1 + e = m * 2^k`` with ``m`` in ``[sqrt(1/2), sqrt(2))`` and ``k`` 0 or
+    1; ``log(m) = 2 atanh(s)`` with ``s = (m - 1) / (m + 1)`` formed from
+    ``e`` directly (``e / (2 + e)``, or ``(e - 1) / (e + 3)`` for ``k = 1``),
+    ``|s| <= 0.1716``, odd series to ``s^9`` (truncation < 1e-9).
+    """
+    big = e > _SQRT2M1
+    s = (e - np.float32(1.0)) / (e + np.float32(3.0)) if big else \
+        e / (e + np.float32(2.0))
+    s2 = s * s
+    p = s * (np.float32(2.0) + s2 * (np.float32(2.0 / 3.0) + s2 * (
+        np.float32(2.0 / 5.0) + s2 * (np.float32(2.0 / 7.0) +
+                                      s2 * np.float32(2.0 / 9.0)))))
+    return p + _LN2 if big else p
+
+
+@njit(inline='always', **_JIT_NP)
+def softplus(x):
+    """``log1p(exp(x))``, or ``x`` above 20 (torch's threshold), float32."""
+    v = max(x, np.float32(0.0)) + _log1p_unit(fast_exp(-abs(x)))
+    return x if x > _THRESHOLD else v
+
+
+@njit(inline='always', **_JIT_NP)
+def silu(x):
+    """``x * sigmoid(x)``."""
+    return x / (np.float32(1.0) + fast_exp(-x))
+
+
 
 
 @njit(**_JIT)
@@ -252,3 +294,82 @@ def scan_bwd(u, dt, at, bm, cm, idx, blk_start, blk_len, blk_group, blk_order,
         for n in range(nstate):
             for j in range(dl):
                 dat[b, n, d0 + j] = da[n, j]
+
+
+@njit(**_JIT_NP)
+def scan_fwd_infer(u, dt, at, bm, cm, idx, blk_start, blk_len, blk_group,
+                   blk_order, bias, dsk, z, use_softplus, has_z, y, last,
+                   w_begin, w_end):
+    """Inference forward with the elementwise parts fused, float32.
+
+    ``y = (scan(u, softplus(dt + bias)) + D * u) * silu(z)``; no
+    checkpoints (nothing is saved for a backward pass).
+
+    Args:
+        u, dt, at, bm, cm, idx, blk_*: as in :func:`scan_fwd`.
+        bias, dsk: ``(D,)`` delta bias and skip (zeros when absent).
+        z: ``(Bt, D, L)`` gate (read only when ``has_z``).
+        use_softplus: apply softplus to ``dt + bias``.
+        y: ``(Bt, D, L)`` output. last: ``(Bt, N, D)`` last state.
+        w_begin, w_end: range of work items (batch * block) to compute.
+    """
+    nstate = at.shape[0]
+    nblk = blk_start.shape[0]
+    h = np.zeros((nstate, BLOCK), dtype=np.float32)
+    atl = np.zeros((nstate, BLOCK), dtype=np.float32)
+    bl = np.zeros(BLOCK, dtype=np.float32)
+    dl_ = np.zeros(BLOCK, dtype=np.float32)
+    dtv = np.zeros(BLOCK, dtype=np.float32)
+    uv = np.zeros(BLOCK, dtype=np.float32)
+    duv = np.zeros(BLOCK, dtype=np.float32)
+    yv = np.zeros(BLOCK, dtype=np.float32)
+    length = u.shape[2]
+    for w in range(w_begin, w_end):
+        bi = w // nblk
+        blk = w - bi * nblk
+        d0 = blk_start[blk]
+        dl = blk_len[blk]
+        g = blk_group[blk]
+        k = blk_order[blk]
+        ub, db, yb = u[bi], dt[bi], y[bi]
+        bmb, cmb = bm[bi, g], cm[bi, g]
+        zb = z[bi] if has_z else z[0]
+        for n in range(nstate):
+            for j in range(BLOCK):
+                h[n, j] = 0
+                atl[n, j] = at[n, d0 + j] if j < dl else 0
+        for j in range(BLOCK):
+            bl[j] = bias[d0 + j] if j < dl else 0
+            dl_[j] = dsk[d0 + j] if j < dl else 0
+            uv[j] = 0
+            dtv[j] = 0
+        for t in range(length):
+            p = U(idx[k, t])
+            for j in range(dl):
+                c = U(d0 + j)
+                uv[j] = ub[c, p]
+                dtv[j] = db[c, p]
+            for j in range(BLOCK):
+                v = dtv[j] + bl[j]
+                if use_softplus:
+                    v = softplus(v)
+                duv[j] = v * uv[j]
+                yv[j] = dl_[j] * uv[j]
+                dtv[j] = v
+            for n in range(nstate):
+                bn = bmb[U(n), p]
+                cn = cmb[U(n), p]
+                for j in range(BLOCK):
+                    hv = fast_exp(dtv[j] * atl[n, j]) * h[n, j] + duv[j] * bn
+                    h[n, j] = hv
+                    yv[j] += cn * hv
+            if has_z:
+                for j in range(dl):
+                    c = U(d0 + j)
+                    yb[c, p] = yv[j] * silu(zb[c, p])
+            else:
+                for j in range(dl):
+                    yb[U(d0 + j), p] = yv[j]
+        for n in range(nstate):
+            for j in range(dl):
+                last[bi, n, d0 + j] = h[n, j]

@@ -30,12 +30,14 @@ test_mixer_cpu.py`` checks it against the reference. Used by
 :class:`mmssm.models.backbones.VimLayer` when :func:`fast_path_enabled`.
 """
 import os
-from concurrent.futures import ThreadPoolExecutor
 from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from .cpu_threads import run_parallel
+from .scan_common import FAST_PATH_ENV, cpu_fast_path_allowed
 
 try:
     from . import _mixer_numba
@@ -46,45 +48,6 @@ __all__ = [
     'fast_path_enabled', 'prepare_mixer_weights', 'mamba_mixer_cpu_inference', 'add_rmsnorm_cpu',
     'run_parallel', 'FAST_PATH_ENV'
 ]
-
-#: Environment variable: ``0`` turns the fused CPU inference path off.
-FAST_PATH_ENV = 'MMSSM_CPU_FAST_PATH'
-
-_EXECUTORS = {}
-
-
-def run_parallel(kernel, args, num_items: int, min_items_per_thread: int = 1):
-    """Run ``kernel(*args, begin, end)`` over ``num_items`` work items.
-
-    The items are split into up to ``torch.get_num_threads()`` contiguous
-    ranges, run on a thread pool (the numba kernels release the GIL); the
-    calling thread takes the first range itself.
-    """
-    threads = max(1, min(torch.get_num_threads(),
-                         num_items // max(1, min_items_per_thread)))
-    if threads == 1:
-        kernel(*args, 0, num_items)
-        return
-    # Keyed by pid too: a forked child has none of its parent's threads.
-    key = (os.getpid(), threads)
-    if key not in _EXECUTORS:
-        _EXECUTORS[key] = ThreadPoolExecutor(
-            threads - 1, thread_name_prefix='mmssm_cpu')
-    bounds = [num_items * i // threads for i in range(threads + 1)]
-    futures = [
-        _EXECUTORS[key].submit(kernel, *args, bounds[i], bounds[i + 1])
-        for i in range(1, threads)
-    ]
-    kernel(*args, bounds[0], bounds[1])
-    for f in futures:
-        f.result()
-
-
-def _is_tracing() -> bool:
-    if torch.jit.is_tracing() or torch.jit.is_scripting():
-        return True
-    compiler = getattr(torch, 'compiler', None)
-    return bool(compiler is not None and compiler.is_compiling())
 
 
 def fast_path_enabled(x: Tensor, scan_impl: Optional[str] = None) -> bool:
@@ -105,9 +68,7 @@ def fast_path_enabled(x: Tensor, scan_impl: Optional[str] = None) -> bool:
         return False
     if os.environ.get('MMSSM_SCAN_IMPL', '') not in ('', 'auto', 'cpu'):
         return False
-    if os.environ.get(FAST_PATH_ENV, '1') == '0':
-        return False
-    return not _is_tracing()
+    return cpu_fast_path_allowed()
 
 
 def _np(x: Tensor):

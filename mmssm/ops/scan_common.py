@@ -64,6 +64,17 @@ def value_checks_enabled(device: torch.device) -> bool:
     return torch.device(device).type == 'cpu' or debug_enabled()
 
 
+#: Environment variable: ``0`` turns the CPU inference fast paths off (the
+#: fused forward of the scan op and the fused mixers of mmssm.ops.mixer_cpu).
+FAST_PATH_ENV = 'MMSSM_CPU_FAST_PATH'
+
+
+def cpu_fast_path_allowed() -> bool:
+    """Whether ``MMSSM_CPU_FAST_PATH`` leaves the CPU fast paths on (any
+    value but ``0``) and nothing is being traced or compiled."""
+    return os.environ.get(FAST_PATH_ENV, '1') != '0' and not is_scripting()
+
+
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     """float32 accumulation; float64 inputs are computed in float64."""
     return torch.float64 if dtype == torch.float64 else torch.float32

@@ -30,13 +30,13 @@ same and uses the torch engine.
 """
 import math
 import os
-from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from torch import Tensor
 
-from .scan_common import (fill_grad_outputs, prepare_scan_inputs,
-                          run_scan_function)
+from .cpu_threads import run_parallel
+from .scan_common import (cpu_fast_path_allowed, fill_grad_outputs,
+                          prepare_scan_inputs, run_scan_function)
 from .scan_order import channel_index
 
 try:
@@ -84,33 +84,6 @@ def _block_plan(dim: int, groups: int, num_orders: int):
         for x in (start, length, group, order))
 
 
-_EXECUTORS = {}
-
-
-def _run_parallel(kernel, args, num_items: int):
-    """Run ``kernel(*args, begin, end)`` over ``num_items`` work items.
-
-    The items are split into ``torch.get_num_threads()`` contiguous ranges run
-    on a thread pool (the numba kernels release the GIL).
-    """
-    threads = max(1, min(torch.get_num_threads(), num_items))
-    if threads == 1:
-        kernel(*args, 0, num_items)
-        return
-    # Keyed by pid too: a forked child has none of its parent's threads.
-    key = (os.getpid(), threads)
-    if key not in _EXECUTORS:
-        _EXECUTORS[key] = ThreadPoolExecutor(
-            threads, thread_name_prefix='mmssm_scan')
-    bounds = [num_items * i // threads for i in range(threads + 1)]
-    futures = [
-        _EXECUTORS[key].submit(kernel, *args, bounds[i], bounds[i + 1])
-        for i in range(threads)
-    ]
-    for f in futures:
-        f.result()
-
-
 def _nb(x: Tensor):
     return x.detach().numpy()
 
@@ -150,7 +123,7 @@ class SelectiveScanCPUFunction(torch.autograd.Function):
             y = torch.empty_like(u)
             ckpt = u.new_empty(nbatch, nseg, nstate, dim)
             last = u.new_empty(nbatch, nstate, dim)
-            _run_parallel(_scan_numba.scan_fwd,
+            run_parallel(_scan_numba.scan_fwd,
                           (_nb(u), _nb(dt), _nb(A.t().contiguous()), _nb(B),
                            _nb(C), _nb(perm), *(_nb(x) for x in plan), every,
                            _nb(y), _nb(ckpt), _nb(last)),
@@ -178,7 +151,7 @@ class SelectiveScanCPUFunction(torch.autograd.Function):
             dat = u.new_empty(nbatch, nstate, dim)
             dbp = u.new_empty(nbatch, nblk, nstate, length)
             dcp = u.new_empty(nbatch, nblk, nstate, length)
-            _run_parallel(
+            run_parallel(
                 _scan_numba.scan_bwd,
                 (_nb(u), _nb(dt), _nb(A.t().contiguous()), _nb(B), _nb(C),
                  _nb(perm), *(_nb(x) for x in plan), ctx.every, _nb(ckpt),
@@ -266,13 +239,65 @@ def _torch_bwd(u, dt, A, B, C, perm, ckpt, every, gy, glast):
     return du, ddt, dA, dB.transpose(2, 3), dC.transpose(2, 3)
 
 
+def _inference_forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+                       return_last_state, perm):
+    """Fused forward of the numba engine when nothing needs a gradient.
+
+    One pass computes ``softplus(delta + delta_bias)``, the scan, the ``D``
+    skip and the ``z`` gate, reading every input through the order index,
+    with no checkpoints and no autograd graph.
+    """
+    nbatch, dim, length = u.shape
+    if perm is None:
+        perm = torch.arange(length)[None]
+    B4 = (B if B.dim() == 4 else B[:, None]).contiguous()
+    C4 = (C if C.dim() == 4 else C[:, None]).contiguous()
+    plan = _block_plan(dim, B4.shape[1], perm.shape[0])
+    u, delta = u.contiguous(), delta.contiguous()
+    zero = u.new_zeros(dim)
+    bias = zero if delta_bias is None else delta_bias.float().contiguous()
+    dskip = zero if D is None else D.float().contiguous()
+    zz = u.new_zeros(1, 1, 1) if z is None else z.contiguous()
+    y = torch.empty_like(u)
+    last = u.new_empty(nbatch, A.shape[1], dim)
+    run_parallel(_scan_numba.scan_fwd_infer,
+                  (_nb(u), _nb(delta), _nb(A.float().t().contiguous()),
+                   _nb(B4), _nb(C4), _nb(perm.contiguous()),
+                   *(_nb(x) for x in plan), _nb(bias), _nb(dskip), _nb(zz),
+                   bool(delta_softplus), z is not None, _nb(y), _nb(last)),
+                  nbatch * plan[0].shape[0])
+    if return_last_state:
+        return y, last.transpose(1, 2)
+    return y
+
+
+def _inference_applies(tensors) -> bool:
+    """The fused inference forward applies: numba engine, float32 inputs,
+    no gradient to record, not traced, fast paths not switched off."""
+    if cpu_engine() != 'numba' or not cpu_fast_path_allowed():
+        return False
+    if any(x.dtype != torch.float32 for x in tensors):
+        return False
+    return not (torch.is_grad_enabled()
+                and any(x.requires_grad for x in tensors))
+
+
 def selective_scan_cpu(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
                        return_last_state, perm):
     """CPU selective scan on checked inputs (see :func:`selective_scan`).
 
     ``perm`` is ``None`` (forward) or the ``(K, L)`` orders from
-    :func:`~mmssm.ops.resolve_scan_order`.
+    :func:`~mmssm.ops.resolve_scan_order`. When no input needs a gradient
+    (``torch.no_grad()``, ``torch.inference_mode()`` or frozen inputs) and
+    the inputs are float32, the numba engine runs the fused inference forward
+    (:func:`_inference_forward`); otherwise the autograd Function.
     """
+    tensors = [
+        x for x in (u, delta, A, B, C, D, z, delta_bias) if x is not None
+    ]
+    if _inference_applies(tensors):
+        return _inference_forward(u, delta, A, B, C, D, z, delta_bias,
+                                  delta_softplus, return_last_state, perm)
     return run_scan_function(SelectiveScanCPUFunction, (cpu_engine(), ), u,
                              delta, A, B, C, D, z, delta_bias, delta_softplus,
                              return_last_state, perm)

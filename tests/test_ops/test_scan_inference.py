@@ -1,0 +1,100 @@
+"""The fused inference forward of the CPU scan (no gradient needed).
+
+``selective_scan`` on float32 CPU inputs that need no gradient runs one
+numba pass with softplus, the D skip and the z gate fused
+(``scan_cpu._inference_forward``); it must equal the readable reference for
+every order, grouping, state size and option, and must not be taken when a
+gradient is needed, when tracing, or when switched off.
+"""
+import pytest
+import torch
+
+from mmssm.ops import scan_cpu, selective_scan, selective_scan_ref
+from mmssm.ops.scan_common import FAST_PATH_ENV
+
+pytest.importorskip('numba')
+
+ORDERS = [
+    None, 'reverse', 'col', 'col_reverse',
+    ['forward', 'reverse'],
+    ['row', 'col', 'row_reverse', 'col_reverse'],
+]
+
+
+def _inputs(batch, dim, grid, nstate, groups, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    length = grid[0] * grid[1]
+
+    def r(*shape, scale=1.0):
+        return torch.randn(*shape, generator=gen) * scale
+
+    bshape = (batch, nstate, length) if groups == 0 else \
+        (batch, groups, nstate, length)
+    return dict(
+        u=r(batch, dim, length), delta=r(batch, dim, length, scale=0.5),
+        A=-torch.exp(r(dim, nstate, scale=0.5)), B=r(*bshape), C=r(*bshape),
+        D=r(dim), z=r(batch, dim, length), delta_bias=r(dim, scale=0.3))
+
+
+@pytest.mark.parametrize('order', ORDERS)
+@pytest.mark.parametrize('nstate,groups', [(16, 0), (1, 4), (4, 2)])
+def test_inference_forward_equals_reference(order, nstate, groups,
+                                            monkeypatch):
+    calls = []
+    real = scan_cpu._inference_forward
+    monkeypatch.setattr(scan_cpu, '_inference_forward',
+                        lambda *a: calls.append(1) or real(*a))
+    grid = (3, 7)
+    args = _inputs(2, 40, grid, nstate, groups)
+    with torch.no_grad():
+        y, last = selective_scan(**args, delta_softplus=True,
+                                 return_last_state=True, order=order,
+                                 grid=grid, impl='cpu')
+        ref_y, ref_last = selective_scan_ref(**args, delta_softplus=True,
+                                             return_last_state=True,
+                                             order=order, grid=grid)
+    assert calls == [1]
+    assert (y - ref_y).abs().max() <= 2e-6 * ref_y.abs().max()
+    assert (last - ref_last).abs().max() <= 2e-6 * ref_last.abs().max()
+
+
+@pytest.mark.parametrize('opts', [
+    dict(D=None), dict(z=None), dict(delta_bias=None),
+    dict(D=None, z=None, delta_bias=None)
+])
+@pytest.mark.parametrize('softplus', [True, False])
+def test_inference_forward_optional_parts(opts, softplus):
+    args = _inputs(1, 16, (1, 33), 8, 0, seed=1)
+    args['delta'] = args['delta'].abs()  # positive steps without softplus
+    args.update(opts)
+    with torch.no_grad():
+        y = selective_scan(**args, delta_softplus=softplus, impl='cpu')
+        ref = selective_scan_ref(**args, delta_softplus=softplus)
+    assert (y - ref).abs().max() <= 2e-6 * ref.abs().max()
+
+
+def test_inference_forward_not_taken(monkeypatch):
+    monkeypatch.setattr(scan_cpu, '_inference_forward',
+                        lambda *a: pytest.fail('fused forward taken'))
+    args = _inputs(1, 8, (1, 9), 4, 0)
+    # a gradient is needed
+    u = args['u'].requires_grad_(True)
+    selective_scan(**dict(args, u=u), delta_softplus=True, impl='cpu')
+    # float64 (gradcheck precision) and the switch
+    with torch.no_grad():
+        selective_scan(**{k: v.double() for k, v in args.items()},
+                       impl='cpu')
+        monkeypatch.setenv(FAST_PATH_ENV, '0')
+        selective_scan(**args, impl='cpu')
+
+
+def test_frozen_inputs_take_the_fused_forward(monkeypatch):
+    """Grad mode on but nothing requires a gradient (frozen weights, inputs
+    without grad): no graph is needed, the fused forward runs."""
+    calls = []
+    real = scan_cpu._inference_forward
+    monkeypatch.setattr(scan_cpu, '_inference_forward',
+                        lambda *a: calls.append(1) or real(*a))
+    args = _inputs(1, 8, (2, 5), 4, 0)
+    y = selective_scan(**args, delta_softplus=True, impl='cpu')
+    assert calls == [1] and not y.requires_grad
