@@ -33,8 +33,15 @@ kernel loading), builds the inputs, then
 The time is the median of ``--reps`` calls made after ``--warmup`` more calls
 (CUDA synchronised): the first calls at a new size are slower (fresh memory is
 page-faulted in until the allocator reuses it; expensive in some sandboxes),
-the steady state is what training sees. ``fwd`` runs under ``torch.no_grad()`` (inference), ``fwd+bwd``
-backpropagates ``ones`` from the output.
+the steady state is what training sees. Modes:
+
+* ``fwd``: the inference-only forward, under ``torch.no_grad()``: on the CPU
+  path the fused forward (softplus, scan, D and z gate in one pass, no
+  checkpoints, no graph; ``MMSSM_CPU_FAST_PATH=0`` turns it off);
+* ``fwd-train``: the training forward (inputs require gradients: the
+  autograd Function, checkpoints saved), without the backward;
+* ``fwd+bwd``: the training forward and the backward of ``ones`` from the
+  output.
 
 Usage::
 
@@ -51,6 +58,7 @@ import sys
 import time
 
 LENGTHS = (196, 1024, 4096, 16384)
+MODES = ('fwd', 'fwd-train', 'fwd+bwd')
 STATES = (1, 16)
 
 
@@ -140,6 +148,8 @@ def run_case(impl, batch, dim, length, nstate, mode, reps, threads=None,
         if mode == 'fwd':
             with torch.no_grad():
                 fn(*args)
+        elif mode == 'fwd-train':
+            fn(*args)
         else:
             y = fn(*args)
             y.backward(torch.ones_like(y))
@@ -222,7 +232,7 @@ def main():
     rows = []
     for nstate in args.states:
         for length in lengths:
-            for mode in ('fwd', 'fwd+bwd'):
+            for mode in MODES:
                 for impl in impls:
                     if impl == 'ref-index' and (length >
                                                 args.index_ref_max_len):
