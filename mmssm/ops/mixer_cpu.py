@@ -53,17 +53,20 @@ __all__ = [
 def fast_path_enabled(x: Tensor, scan_impl: Optional[str] = None) -> bool:
     """Whether the fused CPU inference path applies to input ``x``.
 
-    It does when: numba is importable; ``x`` is a float32 CPU tensor; no
-    gradient is recorded (``torch.no_grad()``/``torch.inference_mode()``, or
-    nothing involved requires a gradient is NOT enough: grad mode must be
-    off); the model is not being traced or compiled (FLOP counting, export);
-    ``scan_impl`` is ``None``/``'auto'``/``'cpu'`` and ``MMSSM_SCAN_IMPL``
-    is unset or ``'cpu'``; and ``MMSSM_CPU_FAST_PATH`` is not ``0``.
+    It does when: numba is importable; ``x`` is a float32 CPU tensor and CPU
+    autocast is off; grad mode is off (``torch.no_grad()`` or
+    ``torch.inference_mode()``, as in mmengine's val/test loops; frozen
+    weights under grad mode keep the training path); the model is not being
+    traced or compiled (FLOP counting, export); ``scan_impl`` is
+    ``None``/``'auto'``/``'cpu'`` and ``MMSSM_SCAN_IMPL`` is unset or
+    ``'cpu'``; and ``MMSSM_CPU_FAST_PATH`` is not ``0``.
     """
     if _mixer_numba is None or torch.is_grad_enabled():
         return False
     if x.device.type != 'cpu' or x.dtype != torch.float32:
         return False
+    if torch.is_autocast_enabled('cpu'):
+        return False  # the linear layers would give bfloat16 activations
     if scan_impl not in (None, 'auto', 'cpu'):
         return False
     if os.environ.get('MMSSM_SCAN_IMPL', '') not in ('', 'auto', 'cpu'):

@@ -111,6 +111,14 @@ def resolve_scan_order(order: OrderType,
 
 @functools.lru_cache(maxsize=128)
 def _named_orders(names, length, dim, grid, device):
+    # Cached tensors outlive the call: never make them inference tensors
+    # (a first call under torch.inference_mode() would otherwise poison
+    # every later training call with the same order).
+    with torch.inference_mode(False):
+        return _named_orders_uncached(names, length, dim, grid, device)
+
+
+def _named_orders_uncached(names, length, dim, grid, device):
     if device.type != 'cpu':
         perm = _named_orders(names, length, dim, grid, _CPU)
         return None if perm is None else perm.to(device)

@@ -238,3 +238,19 @@ def test_projection_biases(monkeypatch):
     x = torch.randn(2, 10, 16)
     out, ref = _both_paths(mixer, x, monkeypatch=monkeypatch)
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_cpu_autocast_keeps_the_torch_path(monkeypatch):
+    """Under CPU autocast the linear layers give bfloat16 activations: the
+    fused float32 path must step aside, and the model must still run."""
+    model = _perturbed(
+        Vim(arch=dict(embed_dims=32, num_layers=2, d_state=4), img_size=32,
+            out_type='cls_token'), scale=0.05)
+    img = torch.randn(1, 3, 32, 32)
+    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+        assert not mixer_cpu.fast_path_enabled(torch.zeros(1, 2, 3))
+        out = model(img)[0]
+    with torch.no_grad():
+        ref = model(img)[0]
+    assert torch.isfinite(out.float()).all()
+    assert (out.float() - ref).abs().max() < 0.1 * ref.abs().max()

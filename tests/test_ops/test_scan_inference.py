@@ -98,3 +98,17 @@ def test_frozen_inputs_take_the_fused_forward(monkeypatch):
     args = _inputs(1, 8, (2, 5), 4, 0)
     y = selective_scan(**args, delta_softplus=True, impl='cpu')
     assert calls == [1] and not y.requires_grad
+
+
+def test_order_cached_under_inference_mode_serves_training():
+    """Named orders are cached; a first call under inference mode must not
+    cache an inference tensor that a later training call cannot save."""
+    args = _inputs(1, 8, (3, 4), 2, 0, seed=3)
+    order = ['col_reverse', 'row']   # a fresh cache key for this test
+    with torch.inference_mode():
+        selective_scan(**args, order=order, grid=(3, 4), impl='cpu')
+    u = args['u'].clone().requires_grad_(True)
+    y = selective_scan(**dict(args, u=u), order=order, grid=(3, 4),
+                       impl='cpu')
+    y.sum().backward()
+    assert u.grad is not None and torch.isfinite(u.grad).all()
