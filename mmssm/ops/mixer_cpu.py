@@ -33,10 +33,9 @@ import os
 from typing import Optional, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from .cpu_threads import run_parallel
+from .cpu_threads import num_threads, parallel_linear, run_parallel
 from .scan_common import FAST_PATH_ENV, cpu_fast_path_allowed
 
 try:
@@ -170,24 +169,25 @@ def mamba_mixer_cpu_inference(x: Tensor,
     bias_x = bias_z = None
     if in_proj_bias is not None:
         bias_x, bias_z = in_proj_bias[:dim], in_proj_bias[dim:]
-    xs = F.linear(x, in_proj_weight[:dim], bias_x)
+    xs = parallel_linear(x, in_proj_weight[:dim], bias_x)
     uf = torch.empty(nbatch, length, dim)
     # one chunk of channels per thread and batch item, a multiple of 16:
     # wide blocks amortise the per-token work of the scan
-    threads = torch.get_num_threads()
+    threads = num_threads()
     chunk = -(-dim // threads)
     chunk = -(-chunk // 16) * 16
     nitems = nbatch * -(-dim // chunk)
     run_parallel(_mixer_numba.conv_silu,
                  (xs.numpy(), *conv, ndir, chunk, uf.numpy()), nitems)
     # x_proj: dt, B, C per token; xs holds the backward direction's u
-    xdf = F.linear(uf, x_proj_weights[0]).numpy()
-    xdb = F.linear(xs, x_proj_weights[1]).numpy() if ndir == 2 else xdf
+    xdf = parallel_linear(uf, x_proj_weights[0]).numpy()
+    xdb = parallel_linear(xs, x_proj_weights[1]).numpy() \
+        if ndir == 2 else xdf
     run_parallel(_mixer_numba.bimamba_scan,
                  (xs.numpy(), uf.numpy(), xdf, xdb, *scan, ndir, chunk),
                  nitems)
     del xs, xdf, xdb
-    z = F.linear(x, in_proj_weight[dim:], bias_z)
+    z = parallel_linear(x, in_proj_weight[dim:], bias_z)
     rows = nbatch * length
     run_parallel(_mixer_numba.gate,
                  (z.view(rows, dim).numpy(), uf.view(rows, dim).numpy(),

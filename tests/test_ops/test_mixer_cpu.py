@@ -254,3 +254,78 @@ def test_cpu_autocast_keeps_the_torch_path(monkeypatch):
         ref = model(img)[0]
     assert torch.isfinite(out.float()).all()
     assert (out.float() - ref).abs().max() < 0.1 * ref.abs().max()
+
+
+def test_vim_on_exclusive_threads_equals_training_path(monkeypatch):
+    """Long sequences run on mmssm's threads alone (torch's set to one for
+    the pass, matrix products split by rows): same features, and torch's
+    thread count is restored afterwards."""
+    from mmssm.ops import cpu_threads
+    monkeypatch.setattr(Vim, '_EXCLUSIVE_MIN_TOKENS', 1)
+    seen = []
+    real = cpu_threads.parallel_linear
+
+    def spy(x, w, b=None):
+        seen.append((torch.get_num_threads(), cpu_threads.num_threads()))
+        return real(x, w, b)
+
+    monkeypatch.setattr(cpu_threads, 'parallel_linear', spy)
+    monkeypatch.setattr(mixer_cpu, 'parallel_linear', spy)
+    import mmssm.models.layers.mamba as mamba_module
+    monkeypatch.setattr(mamba_module, 'parallel_linear', spy)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        model = _perturbed(
+            Vim(arch=dict(embed_dims=32, num_layers=2, d_state=4),
+                img_size=64, out_type='raw'), scale=0.05)
+        img = torch.randn(2, 3, 64, 64)
+        out, ref = _both_paths(model, img, monkeypatch=monkeypatch)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+    assert seen and all(s == (1, 2) for s in seen), seen
+    err = (out[0] - ref[0]).abs().max() / ref[0].abs().max()
+    assert err < 1e-5, err
+
+
+def test_thread_helpers():
+    from mmssm.ops import cpu_threads
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        # every item exactly once, split over the threads
+        hits = np.zeros(37, dtype=np.int64)
+
+        def kernel(arr, begin, end):
+            arr[begin:end] += 1
+
+        cpu_threads.run_parallel(kernel, (hits, ), 37)
+        assert (hits == 1).all()
+        # an error in a worker range is raised after every range finished
+        done = []
+
+        def failing(begin, end):
+            if begin > 0:
+                raise RuntimeError('worker range failed')
+            done.append((begin, end))
+
+        with pytest.raises(RuntimeError, match='worker range failed'):
+            cpu_threads.run_parallel(failing, (), 10)
+        assert done == [(0, 5)]
+        # exclusive mode: torch at one thread inside, restored on errors
+        with pytest.raises(ValueError):
+            with cpu_threads.exclusive_threads():
+                assert torch.get_num_threads() == 1
+                assert cpu_threads.num_threads() == 2
+                x, w, b = torch.randn(3, 50, 8), torch.randn(6, 8), \
+                    torch.randn(6)
+                with torch.no_grad():
+                    torch.testing.assert_close(
+                        cpu_threads.parallel_linear(x, w, b),
+                        F.linear(x, w, b))
+                raise ValueError
+        assert torch.get_num_threads() == 2
+        assert cpu_threads.num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)

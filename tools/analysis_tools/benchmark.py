@@ -23,8 +23,10 @@ the run is reported as not quiet and its ratios should not be quoted.
 
 Peak memory:
 
-* CPU (Linux): after the warm-up forwards (which also compile the numba
-  scan kernels), the process's resident high-water mark is reset
+* CPU (Linux), measured in a second process per case (the times come from
+  a process with the default allocator): after the warm-up forwards (which
+  also compile the numba scan kernels), the process's resident high-water
+  mark is reset
   (``/proc/self/clear_refs``) and the current resident size read; after the
   timed forwards the high-water mark (``VmHWM``) is read. The difference is
   the extra resident memory the inference needed at its peak (activations,
@@ -58,7 +60,8 @@ ROOT = osp.dirname(osp.dirname(HERE))
 MEMORY_METHODS = {
     'cpu': 'VmHWM after the timed forwards minus VmRSS before them (high-'
     'water mark reset after warm-up via /proc/self/clear_refs; '
-    'MALLOC_MMAP_THRESHOLD_=131072), one process per case',
+    'MALLOC_MMAP_THRESHOLD_=131072), in a process of its own (times come '
+    'from another process with the default allocator)',
     'cuda': 'torch.cuda.max_memory_allocated minus memory allocated before '
     'the forwards',
 }
@@ -227,21 +230,40 @@ def machine_load(busy0, child0, wall0) -> dict:
 
 
 def _subprocess_case(spec, size, args) -> dict:
-    payload = json.dumps(
-        dict(spec=spec, size=size, batch=args.batch, warmup=args.warmup,
-             runs=args.runs, device=args.device))
-    env = dict(os.environ)
-    env['MALLOC_MMAP_THRESHOLD_'] = '131072'
-    if args.threads:
-        env['OMP_NUM_THREADS'] = str(args.threads)
-    res = subprocess.run(
-        [sys.executable, osp.abspath(__file__), '--_case', payload],
-        capture_output=True, text=True, env=env)
-    lines = [l for l in res.stdout.splitlines() if l.startswith('{"size"')]
-    if res.returncode != 0 or not lines:
-        raise RuntimeError(f'benchmark case {spec["name"]} at {size} failed:'
-                           f'\n{res.stdout[-2000:]}\n{res.stderr[-4000:]}')
-    return json.loads(lines[-1])
+    """Run a case in two fresh processes: one timed with the default
+    allocator (what a user's process does), one for the peak memory with
+    ``MALLOC_MMAP_THRESHOLD_`` fixed (see the module docstring). A fixed
+    threshold sends every large allocation to ``mmap``, whose page faults
+    would otherwise be timed too."""
+    rows = []
+    for memory in (False, True):
+        payload = json.dumps(
+            dict(spec=spec, size=size, batch=args.batch, warmup=args.warmup,
+                 runs=1 if memory else args.runs, device=args.device))
+        env = dict(os.environ)
+        if memory:
+            env['MALLOC_MMAP_THRESHOLD_'] = '131072'
+        else:
+            env.pop('MALLOC_MMAP_THRESHOLD_', None)
+        if args.threads:
+            env['OMP_NUM_THREADS'] = str(args.threads)
+        res = subprocess.run(
+            [sys.executable, osp.abspath(__file__), '--_case', payload],
+            capture_output=True, text=True, env=env)
+        lines = [
+            line for line in res.stdout.splitlines()
+            if line.startswith('{"size"')
+        ]
+        if res.returncode != 0 or not lines:
+            raise RuntimeError(
+                f'benchmark case {spec["name"]} at {size} failed:'
+                f'\n{res.stdout[-2000:]}\n{res.stderr[-4000:]}')
+        rows.append(json.loads(lines[-1]))
+        if args.device.startswith('cuda'):
+            break  # CUDA memory is read from the allocator: one process
+    row = rows[0]
+    row['peak_mem_mib'] = rows[-1]['peak_mem_mib']
+    return row
 
 
 def plot(result: dict, path: str) -> None:

@@ -21,6 +21,7 @@ wangf3014/Mamba-Reg): ``n`` learnable tokens, stored as ``cls_token``
 evenly over the sequence (:func:`mamba_reg_layout`), there is no class token,
 ``pos_embed`` covers the patches only, and dense outputs drop the registers.
 """
+import contextlib
 import functools
 import math
 from collections import OrderedDict
@@ -36,6 +37,7 @@ from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
 from mmengine.runner.checkpoint import CheckpointLoader
 
+from mmssm.ops.cpu_threads import exclusive_threads
 from mmssm.ops.mixer_cpu import add_rmsnorm_cpu, fast_path_enabled
 from mmssm.registry import register_model
 from mmssm.utils.checkpoint import unwrap_state_dict
@@ -454,6 +456,9 @@ class Vim(BaseModule):
                              num_registers=16)),
     }
     OUT_TYPES = ('featmap', 'cls_token', 'avg_featmap', 'raw')
+    #: Tokens (batch x sequence) from which CPU inference runs on mmssm's
+    #: kernel threads alone (see :meth:`forward`).
+    _EXCLUSIVE_MIN_TOKENS = 1024
 
     def __init__(self,
                  arch: Union[str, dict] = 'tiny',
@@ -791,6 +796,16 @@ class Vim(BaseModule):
             as ``out_type`` says.
         """
         hidden, grid, cls_index = self.prepare_tokens(x)
+        # inference on the CPU: the layers run on mmssm's kernel threads
+        # alone (mmssm.ops.cpu_threads.exclusive_threads), except for short
+        # sequences, where torch's own matrix products are faster
+        exclusive = fast_path_enabled(hidden) and \
+            hidden.shape[0] * hidden.shape[1] >= self._EXCLUSIVE_MIN_TOKENS
+        with (exclusive_threads() if exclusive else contextlib.nullcontext()):
+            return self._forward_layers(hidden, grid, cls_index)
+
+    def _forward_layers(self, hidden, grid, cls_index):
+        """The layers and the outputs of :meth:`forward`."""
         residual = None
         outs = []
         for i, layer in enumerate(self.layers):

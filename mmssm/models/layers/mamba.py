@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 
 from mmssm.ops import selective_scan
+from mmssm.ops.cpu_threads import parallel_linear
 from mmssm.ops.mixer_cpu import (fast_path_enabled, mamba_mixer_cpu_inference,
                                   prepare_mixer_weights)
 from .ssm_init import a_log_init, dt_proj_init_
@@ -280,7 +281,7 @@ class MambaMixer(BaseModule):
             x, self.in_proj.weight, self.in_proj.bias, cache[1],
             [getattr(self, f'x_proj{s}').weight for s in sfx],
             scale=self._output_scale())
-        return self.out_proj(y)
+        return parallel_linear(y, self.out_proj.weight, self.out_proj.bias)
 
     def extra_repr(self) -> str:
         return (f'embed_dims={self.embed_dims}, d_inner={self.d_inner}, '
