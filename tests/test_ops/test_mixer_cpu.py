@@ -329,3 +329,42 @@ def test_thread_helpers():
         assert cpu_threads.num_threads() == 2
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize('mixer', ['group', 'ss2d4'])
+def test_groupmamba_inference_equals_training_path(mixer, monkeypatch):
+    """GroupMamba (four orders in one scan call) and the ss2d4 variant: the
+    fused inference forward of the scan op gives the training path's
+    features."""
+    from mmssm.models.backbones.groupmamba import GroupMamba
+    torch.manual_seed(0)
+    arch = dict(embed_dims=[16, 32, 48, 64], depths=[1, 1, 1, 1],
+                mlp_ratios=[2, 2, 2, 2], stem_channels=8)
+    model = _perturbed(GroupMamba(arch, mixer=mixer, out_indices=(0, 3)),
+                       scale=0.05)
+    img = torch.randn(2, 3, 64, 96)
+    out, ref = _both_paths(model, img, monkeypatch=monkeypatch)
+    for o, r in zip(out, ref):
+        err = (o - r).abs().max() / r.abs().max()
+        assert err < 1e-5, err
+
+
+def test_vit_adapter_inference_equals_training_path(monkeypatch):
+    """ViT-Adapter around a Vim with registers: its Vim layers take the fused
+    path (the adapter drives them layer by layer)."""
+    pytest.importorskip('mmcv.ops')
+    from mmssm.models.backbones.vit_adapter import PlainAdapter
+    torch.manual_seed(0)
+    model = _perturbed(
+        PlainAdapter(
+            backbone=dict(type='Vim', arch=dict(embed_dims=32, num_layers=4,
+                                                d_state=4),
+                          img_size=64, num_registers=2),
+            conv_inplane=8, deform_num_heads=4, norm_cfg=dict(type='BN')),
+        scale=0.05)
+    img = torch.randn(1, 3, 64, 64)
+    out, ref = _both_paths(model, img, monkeypatch=monkeypatch)
+    assert len(out) == 4
+    for o, r in zip(out, ref):
+        err = (o - r).abs().max() / r.abs().max()
+        assert err < 1e-5, err
