@@ -21,6 +21,7 @@ import mmssm  # noqa: E402,F401  (stack fixes before any config is parsed)
 from mmengine.config import Config, ConfigDict, DictAction  # noqa: E402
 
 from mmssm.apis import (apply_common_args, build_runner,  # noqa: E402
+                        check_checkpoint_file, check_checkpoint_fits,
                         check_data_roots, get_task, shutdown_distributed)
 
 
@@ -28,6 +29,11 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Test a model (mmssm)')
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument(
+        '--non-strict', action='store_true',
+        help='load the weights of the checkpoint that fit the model and '
+        'evaluate anyway (default: stop, naming the missing, unexpected and '
+        'shape-mismatched keys)')
     parser.add_argument('--work-dir', help='the dir to save the metrics')
     parser.add_argument(
         '--out', help='dump the predictions to a pickle file (mmdet, '
@@ -88,11 +94,12 @@ def enable_tta(cfg):
 
 def main(argv=None):
     args = parse_args(argv)
+    # before the config, model and dataset: a missing, empty, truncated or
+    # non-checkpoint file is named in one line within a second
+    ckpt_shapes = check_checkpoint_file(args.checkpoint)
     cfg = Config.fromfile(args.config)
     task = get_task(cfg)
     apply_common_args(cfg, args)
-    if not osp.isfile(args.checkpoint):
-        raise SystemExit(f'checkpoint {args.checkpoint!r} not found')
     cfg.load_from = args.checkpoint
 
     if args.show or args.show_dir:
@@ -105,6 +112,9 @@ def main(argv=None):
 
     check_data_roots(cfg, splits=('test', ))
     runner = build_runner(cfg)
+    # the model exists, the dataset is not built yet
+    check_checkpoint_fits(runner, ckpt_shapes, args.checkpoint,
+                          strict=not args.non_strict)
 
     if args.out is not None and task != 'mmseg':
         if not args.out.endswith(('.pkl', '.pickle')):

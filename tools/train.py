@@ -6,8 +6,10 @@ Examples::
     python tools/train.py CONFIG --resume                  # resume from the latest checkpoint
     python tools/train.py CONFIG --resume work_dirs/x/iter_100.pth
     bash tools/dist_train.sh CONFIG 8                       # torchrun, 8 processes
+    python tools/train.py CONFIG --max-iters 30             # schedule rescaled to 30 iterations
 """
 import argparse
+import copy
 import os
 import os.path as osp
 import sys
@@ -19,7 +21,9 @@ import torch  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
 
 from mmssm.apis import (apply_common_args, build_runner,  # noqa: E402
-                        check_data_roots, get_task, shutdown_distributed)
+                        check_checkpoint_file, check_checkpoint_fits,
+                        check_data_roots, get_task, rescale_schedule,
+                        shutdown_distributed, unscaled_schedule_warning)
 
 
 def parse_args(argv=None):
@@ -36,6 +40,20 @@ def parse_args(argv=None):
         '--resume', nargs='?', type=str, const='auto',
         help='resume from the given checkpoint, or from the latest one in '
         'the work dir when no path is given')
+    length = parser.add_mutually_exclusive_group()
+    length.add_argument(
+        '--max-iters', type=int, metavar='N',
+        help='train N iterations, with the param schedulers (warm-up and '
+        'decay begin/end, T_max, milestones) scaled by N / train_cfg.'
+        'max_iters and val/checkpoint intervals clipped to N')
+    length.add_argument(
+        '--max-epochs', type=int, metavar='N',
+        help='the same for epoch-based configs (train_cfg.max_epochs)')
+    parser.add_argument(
+        '--non-strict', action='store_true',
+        help='load_from / --resume: load the weights of the checkpoint that '
+        'fit the model (default: stop, naming the missing, unexpected and '
+        'shape-mismatched keys)')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override config settings, key=value (xxx=[a,b] for lists)')
@@ -53,7 +71,18 @@ def main(argv=None):
     args = parse_args(argv)
     cfg = Config.fromfile(args.config)
     get_task(cfg)
+    cfg_file = copy.deepcopy(cfg)
     apply_common_args(cfg, args)
+    schedule_log, schedule_warning = None, None
+    if args.max_iters is not None or args.max_epochs is not None:
+        changes = rescale_schedule(cfg, args.max_iters, args.max_epochs)
+        flag = (f'--max-iters {args.max_iters}' if args.max_iters is not None
+                else f'--max-epochs {args.max_epochs}')
+        schedule_log = f'{flag}: rescaled the schedule: ' + (
+            ', '.join(changes) or 'nothing to change')
+    else:
+        schedule_warning = unscaled_schedule_warning(cfg_file, cfg,
+                                                     args.cfg_options)
 
     if args.amp:
         if not torch.cuda.is_available():
@@ -84,8 +113,21 @@ def main(argv=None):
         cfg.resume = True
         cfg.load_from = args.resume
 
+    # before the model and the dataset: an unusable checkpoint in one line
+    load_from = cfg.get('load_from', None)
+    ckpt_shapes = check_checkpoint_file(
+        load_from, '--resume' if cfg.get('resume') else 'load_from') \
+        if load_from else None
+
     check_data_roots(cfg, splits=('train', 'val'))
     runner = build_runner(cfg)
+    if schedule_log:
+        runner.logger.info(schedule_log)
+    if schedule_warning:
+        runner.logger.warning(schedule_warning)
+    if ckpt_shapes is not None:
+        check_checkpoint_fits(runner, ckpt_shapes, load_from,
+                              strict=not args.non_strict)
     runner.train()
     del runner
     shutdown_distributed()

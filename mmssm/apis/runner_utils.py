@@ -167,3 +167,194 @@ def build_runner(cfg: Config):
     if 'runner_type' not in cfg:
         return Runner.from_cfg(cfg)
     return RUNNERS.build(cfg)
+
+
+def _is_local_path(path: str) -> bool:
+    return '://' not in path and not path.split(':', 1)[0] in (
+        'open-mmlab', 'openmmlab', 'torchvision', 'mmcls', 'mmpretrain')
+
+
+def check_checkpoint_file(path: str, flag: str = None) -> dict:
+    """Fail in one line, before anything is built, on an unusable checkpoint.
+
+    Args:
+        path (str): The checkpoint (``load_from``, the test checkpoint).
+            Remote ones (URLs, ``open-mmlab://``) are not checked.
+        flag (str, optional): How the user gave it (``'load_from'``), to
+            start the message with.
+
+    Returns:
+        dict[str, torch.Size] | None: The shapes of its weights (``None`` for
+        a remote checkpoint), for :func:`check_checkpoint_fits`.
+
+    Raises:
+        SystemExit: names the file and what is wrong with it.
+    """
+    from mmssm.utils.checkpoint import CheckpointError, read_checkpoint_shapes
+    if not _is_local_path(path):
+        return None
+    try:
+        return read_checkpoint_shapes(path)
+    except CheckpointError as e:
+        raise SystemExit(f'{flag}: {e}' if flag else str(e)) from None
+
+
+def check_checkpoint_fits(runner, shapes: dict, path: str,
+                          strict: bool = True) -> None:
+    """Compare the built model's weights with a checkpoint's, before loading.
+
+    Args:
+        runner: A built runner (its model exists; nothing was loaded yet).
+        shapes (dict): From :func:`check_checkpoint_file`; ``None`` skips.
+        path (str): The checkpoint, for the messages.
+        strict (bool): Stop on any missing, unexpected or shape-mismatched
+            key; otherwise log them and let the runner load what fits.
+
+    Raises:
+        SystemExit: In strict mode, naming the keys that do not fit.
+    """
+    from mmengine.model import BaseTTAModel, is_model_wrapper
+
+    from mmssm.utils.checkpoint import (compare_state_dict_shapes,
+                                        describe_mismatch)
+    if shapes is None:
+        return
+    model = runner.model
+    while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
+        model = model.module
+    expected = {k: v.shape for k, v in model.state_dict().items()
+                if isinstance(v, torch.Tensor)}
+    diff = compare_state_dict_shapes(expected, shapes)
+    if not any(diff.values()):
+        return
+    text = describe_mismatch(diff)
+    if strict:
+        raise SystemExit(
+            f'checkpoint {path!r} does not fit the model of the config '
+            f'(pass --non-strict to load the weights that fit):\n{text}')
+    runner.logger.warning(
+        f'--non-strict: loading the weights of {path!r} that fit the model; '
+        f'not loaded:\n{text}')
+
+
+#: mmengine's "no end" for param schedulers.
+_SCHED_INF = int(1e9)
+
+
+def rescale_schedule(cfg: Config, max_iters: int = None,
+                     max_epochs: int = None) -> list:
+    """Shorten or lengthen the training schedule of ``cfg`` proportionally.
+
+    ``train_cfg.max_iters`` (or ``max_epochs``) becomes the new length, and
+    every param scheduler is scaled by ``new / old``: ``begin``, ``end`` (an
+    ``end`` equal to the old length becomes the new length; an open end stays
+    open), ``T_max``, ``milestones``, ``step_size``, ``periods`` and
+    ``total_steps`` where present. ``train_cfg.val_interval``/``val_begin``
+    and the checkpoint interval are clipped to the new length.
+
+    Args:
+        cfg (Config): Modified in place.
+        max_iters (int, optional): New length of an iteration-based loop.
+        max_epochs (int, optional): New length of an epoch-based loop.
+
+    Returns:
+        list[str]: ``'name old -> new'`` for each value changed.
+
+    Raises:
+        SystemExit: When both or neither are given, the length is < 1, or
+            the loop counts the other unit.
+    """
+    if (max_iters is None) == (max_epochs is None):
+        raise SystemExit('give one of --max-iters and --max-epochs')
+    key = 'max_iters' if max_iters is not None else 'max_epochs'
+    new = max_iters if max_iters is not None else max_epochs
+    flag = '--' + key.replace('_', '-')
+    if new < 1:
+        raise SystemExit(f'{flag} must be >= 1, got {new}')
+    train_cfg = cfg.get('train_cfg', None)
+    if not train_cfg or key not in train_cfg:
+        other = 'max_epochs' if key == 'max_iters' else 'max_iters'
+        hint = (f'; it has train_cfg.{other}: use --{other.replace("_", "-")}'
+                if train_cfg and other in train_cfg else '')
+        raise SystemExit(f'{flag}: the config has no train_cfg.{key}{hint}')
+    old = train_cfg[key]
+    factor = new / old
+    changes = []
+
+    def set_(d, k, value, name):
+        if d[k] != value:
+            changes.append(f'{name} {d[k]} -> {value}')
+            d[k] = value
+
+    def scale(v, low=0):
+        return max(low, int(round(v * factor)))
+
+    set_(train_cfg, key, new, f'train_cfg.{key}')
+    scheds = cfg.get('param_scheduler', None)
+    if isinstance(scheds, dict):
+        scheds = [scheds]
+    for i, sched in enumerate(scheds or []):
+        name = f'param_scheduler[{i}] ({sched.get("type")})'
+        begin = sched.get('begin', 0)
+        if 'begin' in sched:
+            set_(sched, 'begin', scale(begin), f'{name}.begin')
+        end = sched.get('end', None)
+        if end is not None and end < _SCHED_INF:
+            new_end = new if end == old else scale(end)
+            set_(sched, 'end', max(new_end, sched.get('begin', 0) + 1),
+                 f'{name}.end')
+        for k in ('T_max', 'step_size', 'total_steps'):
+            if sched.get(k, None) is not None:
+                set_(sched, k, scale(sched[k], 1), f'{name}.{k}')
+        for k in ('milestones', 'periods'):
+            if sched.get(k, None) is not None:
+                set_(sched, k, [scale(v, 1) for v in sched[k]],
+                     f'{name}.{k}')
+    for k in ('val_interval', 'val_begin'):
+        if isinstance(train_cfg.get(k, None), int) and train_cfg[k] > new:
+            set_(train_cfg, k, new, f'train_cfg.{k}')
+    ckpt = (cfg.get('default_hooks', None) or {}).get('checkpoint', None)
+    if ckpt and ckpt.get('by_epoch', True) == (key == 'max_epochs') and \
+            isinstance(ckpt.get('interval', None), int) and \
+            ckpt['interval'] > new:
+        set_(ckpt, 'interval', new, 'default_hooks.checkpoint.interval')
+    return changes
+
+
+def unscaled_schedule_warning(cfg_file: Config, cfg: Config,
+                              cfg_options: dict) -> str:
+    """A warning when ``--cfg-options`` changed the length alone.
+
+    Args:
+        cfg_file (Config): The config as read from its file.
+        cfg (Config): The config after ``--cfg-options``.
+        cfg_options (dict): The ``--cfg-options`` given (may be None).
+
+    Returns:
+        str | None: What :func:`rescale_schedule` would have changed in the
+        param schedulers, and the flag that does it; None when the length
+        was not changed, the schedulers were set too, or nothing depends on
+        the length.
+    """
+    import copy
+    if not cfg_options or any(
+            k.startswith('param_scheduler') for k in cfg_options):
+        return None
+    for key in ('max_iters', 'max_epochs'):
+        old = (cfg_file.get('train_cfg', None) or {}).get(key, None)
+        new = (cfg.get('train_cfg', None) or {}).get(key, None)
+        if old is None or new is None or old == new:
+            continue
+        probe = copy.deepcopy(cfg_file)
+        changes = [
+            c for c in rescale_schedule(probe, **{key: new})
+            if c.startswith('param_scheduler')
+        ]
+        if not changes:
+            return None
+        flag = '--' + key.replace('_', '-')
+        return (f'--cfg-options set train_cfg.{key} {old} -> {new}, but the '
+                'param schedulers were not rescaled (with '
+                f'{flag} {new}: {", ".join(changes)}); use {flag} {new} to '
+                'rescale them')
+    return None

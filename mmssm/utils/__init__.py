@@ -6,6 +6,11 @@ __all__ = [
     'setup_env', 'patch_mmengine_package_lookup', 'register_torch_safe_globals',
     'CPUDistributedDataParallel'
 ]
-from .checkpoint import unwrap_state_dict  # noqa: E402
+from .checkpoint import (CheckpointError, compare_state_dict_shapes,  # noqa
+                         describe_mismatch, read_checkpoint_shapes,
+                         unwrap_state_dict)
 
-__all__ += ['unwrap_state_dict']
+__all__ += [
+    'unwrap_state_dict', 'CheckpointError', 'read_checkpoint_shapes',
+    'compare_state_dict_shapes', 'describe_mismatch'
+]
