@@ -1,9 +1,9 @@
 """Fused CPU inference path of the Mamba mixers (Vim's bidirectional mixer).
 
 When no gradient is needed, :func:`mamba_mixer_cpu_inference` computes a
-(bidirectional) Mamba mixer from its ``in_proj`` output to the input of its
-``out_proj`` with three calls, in the token-major layout of the linear layers
-(no transposed, flipped, concatenated or repeated copies of activations):
+(bidirectional) Mamba mixer from its input to the input of its ``out_proj``
+in the token-major layout of the linear layers (no transposed, flipped,
+concatenated or repeated copies of activations):
 
 0. the ``x`` half of ``in_proj`` (one matrix product);
 1. :func:`mmssm.ops._mixer_numba.conv_silu`: both directions' depthwise
@@ -17,8 +17,9 @@ When no gradient is needed, :func:`mamba_mixer_cpu_inference` computes a
 
 Nothing is saved for a backward pass, and ``z`` is computed after the scan,
 so the per-layer temporaries are at most three ``(B, L, d_inner)`` buffers
-and the two small ``x_proj`` outputs. The kernels run over (batch, block of 16 channels) work
-items on ``torch.get_num_threads()`` threads (:func:`run_parallel`).
+and the two small ``x_proj`` outputs. The kernels run over (batch, block of
+channels) work items on the kernel threads of :mod:`mmssm.ops.cpu_threads`
+(light kernels on small maps on one thread, see :data:`SMALL_WORK`).
 
 :func:`add_rmsnorm_cpu` is the fused ``residual + hidden`` + RMSNorm of a
 Vim layer.
@@ -43,9 +44,16 @@ try:
 except ImportError:  # numba missing: the layers keep their torch path
     _mixer_numba = None
 
+#: Elements below which the light kernels (conv, gate, add + RMSNorm) run on
+#: one thread: handing a few hundred microseconds of work to a second
+#: thread costs more than it saves, most of all while torch's OpenMP worker
+#: spins on the other core (measured on a 2-core machine: Vim-Ti at 224 on a
+#: loaded machine 98 ms with these kernels on two threads, 52 ms on one).
+SMALL_WORK = 1 << 19
+
 __all__ = [
-    'fast_path_enabled', 'prepare_mixer_weights', 'mamba_mixer_cpu_inference', 'add_rmsnorm_cpu',
-    'run_parallel', 'FAST_PATH_ENV'
+    'fast_path_enabled', 'prepare_mixer_weights', 'mamba_mixer_cpu_inference',
+    'add_rmsnorm_cpu', 'run_parallel', 'FAST_PATH_ENV', 'SMALL_WORK'
 ]
 
 
@@ -177,8 +185,11 @@ def mamba_mixer_cpu_inference(x: Tensor,
     chunk = -(-dim // threads)
     chunk = -(-chunk // 16) * 16
     nitems = nbatch * -(-dim // chunk)
+    # the conv and the gate are light: threads only pay off for large maps
+    light = nitems if nbatch * length * dim < SMALL_WORK else 1
     run_parallel(_mixer_numba.conv_silu,
-                 (xs.numpy(), *conv, ndir, chunk, uf.numpy()), nitems)
+                 (xs.numpy(), *conv, ndir, chunk, uf.numpy()), nitems,
+                 min_items_per_thread=light)
     # x_proj: dt, B, C per token; xs holds the backward direction's u
     xdf = parallel_linear(uf, x_proj_weights[0]).numpy()
     xdb = parallel_linear(xs, x_proj_weights[1]).numpy() \
@@ -191,7 +202,8 @@ def mamba_mixer_cpu_inference(x: Tensor,
     rows = nbatch * length
     run_parallel(_mixer_numba.gate,
                  (z.view(rows, dim).numpy(), uf.view(rows, dim).numpy(),
-                  float(scale)), rows, min_items_per_thread=64)
+                  float(scale)), rows,
+                 min_items_per_thread=rows if light > 1 else 64)
     return z
 
 
@@ -220,5 +232,6 @@ def add_rmsnorm_cpu(hidden: Tensor, residual: Optional[Tensor],
                  (_np(h2), _np(r2), residual is not None,
                   _np(weight.detach().float().contiguous()), float(eps),
                   _np(res_out.view(-1, width)), _np(out.view(-1, width))),
-                 rows, min_items_per_thread=256)
+                 rows, min_items_per_thread=rows
+                 if rows * width < SMALL_WORK else 256)
     return res_out, out
