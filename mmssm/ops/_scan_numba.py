@@ -132,6 +132,16 @@ def silu(x):
 
 
 
+@njit(inline='always', **_JIT)
+def _work_item(w, nblk, blk_start, blk_len, blk_group, blk_order):
+    """Batch index, block, first channel, channels, group and order of work
+    item ``w`` (batch-major over the channel blocks)."""
+    b = w // nblk
+    blk = w - b * nblk
+    return (b, blk, blk_start[blk], blk_len[blk], blk_group[blk],
+            blk_order[blk])
+
+
 @njit(**_JIT)
 def scan_fwd(u, dt, at, bm, cm, idx, blk_start, blk_len, blk_group, blk_order,
              every, y, ckpt, last, w_begin, w_end):
@@ -150,12 +160,8 @@ def scan_fwd(u, dt, at, bm, cm, idx, blk_start, blk_len, blk_group, blk_order,
     nstate = at.shape[0]
     nblk = blk_start.shape[0]
     for w in range(w_begin, w_end):
-        b = w // nblk
-        blk = w - b * nblk
-        d0 = blk_start[blk]
-        dl = blk_len[blk]
-        g = blk_group[blk]
-        k = blk_order[blk]
+        b, blk, d0, dl, g, k = _work_item(w, nblk, blk_start, blk_len,
+                                          blk_group, blk_order)
         # Local, zero-padded copies: the inner loops run over the whole
         # block (a constant trip count the compiler vectorises); padded lanes
         # have dt = u = 0 and stay 0.
@@ -213,12 +219,8 @@ def scan_bwd(u, dt, at, bm, cm, idx, blk_start, blk_len, blk_group, blk_order,
     nblk = blk_start.shape[0]
     nseg = ckpt.shape[1]
     for w in range(w_begin, w_end):
-        b = w // nblk
-        blk = w - b * nblk
-        d0 = blk_start[blk]
-        dl = blk_len[blk]
-        g = blk_group[blk]
-        k = blk_order[blk]
+        b, blk, d0, dl, g, k = _work_item(w, nblk, blk_start, blk_len,
+                                          blk_group, blk_order)
         # Zero-padded local copies, as in scan_fwd (padded lanes stay 0).
         hs = np.zeros((every + 1, nstate, BLOCK), dtype=u.dtype)
         av = np.zeros((every, nstate, BLOCK), dtype=u.dtype)
@@ -325,12 +327,8 @@ def scan_fwd_infer(u, dt, at, bm, cm, idx, blk_start, blk_len, blk_group,
     yv = np.zeros(BLOCK, dtype=np.float32)
     length = u.shape[2]
     for w in range(w_begin, w_end):
-        bi = w // nblk
-        blk = w - bi * nblk
-        d0 = blk_start[blk]
-        dl = blk_len[blk]
-        g = blk_group[blk]
-        k = blk_order[blk]
+        bi, blk, d0, dl, g, k = _work_item(w, nblk, blk_start, blk_len,
+                                           blk_group, blk_order)
         ub, db, yb = u[bi], dt[bi], y[bi]
         bmb, cmb = bm[bi, g], cm[bi, g]
         zb = z[bi] if has_z else z[0]
