@@ -119,6 +119,10 @@ def read_checkpoint_shapes(path: str,
     except OSError as e:
         raise CheckpointError(f'checkpoint {path!r} cannot be read: '
                               f'{e.strerror or e}') from None
+    if not (head.startswith(b'PK\x03\x04') or head[:1] == b'\x80'):
+        # neither torch's zip format nor a (legacy) pickle stream
+        raise CheckpointError(f'checkpoint {path!r} ({size} bytes) is '
+                              f'{_kind_of_unreadable(path, head)}')
     from mmssm.utils.setup_env import register_torch_safe_globals
     register_torch_safe_globals()
     try:
