@@ -1,1 +1,2 @@
+from .nonfinite_guard import NonFiniteError, NonFiniteGuardHook  # noqa: F401
 from .slws import SLWSHook  # noqa: F401
