@@ -8,3 +8,6 @@ default_hooks = dict(
         type='CheckpointHook', by_epoch=False, interval=200,
         max_keep_ckpts=2, save_last=True))
 log_processor = dict(by_epoch=False)
+# stop at the first non-finite loss or gradient (mmssm.NonFiniteGuardHook);
+# demo configs that set their own custom_hooks list it again
+custom_hooks = [dict(type='NonFiniteGuardHook')]

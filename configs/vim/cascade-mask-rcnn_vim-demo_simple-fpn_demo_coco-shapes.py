@@ -112,4 +112,5 @@ optim_wrapper = dict(
         layer_decay_rate=0.9,
         norm_decay_mult=0.0,
         flat_decay_mult=0.0))
-custom_hooks = [dict(type='SLWSHook', prob=0.2, log_interval=100)]
+custom_hooks = [dict(type='SLWSHook', prob=0.2, log_interval=100),
+                dict(type='NonFiniteGuardHook')]

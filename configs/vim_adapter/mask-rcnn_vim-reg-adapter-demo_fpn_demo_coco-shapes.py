@@ -27,4 +27,5 @@ model = dict(
         deform_ratio=1.0,
         norm_cfg=dict(type='BN', requires_grad=True)),
     neck=dict(in_channels=[embed_dims] * 4))
-custom_hooks = [dict(type='SLWSHook', prob=0.1, log_interval=100)]
+custom_hooks = [dict(type='SLWSHook', prob=0.1, log_interval=100),
+                dict(type='NonFiniteGuardHook')]
