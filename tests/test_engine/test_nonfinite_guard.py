@@ -86,7 +86,7 @@ def test_nan_loss_at_iteration_3_stops_and_keeps_last_finite_state(
     # NaN loss -> every gradient NaN: the first parameter is named
     assert 'first parameter with a non-finite gradient: layer1.weight' in msg
     assert 'of 4 parameters' in msg
-    assert 'step of this iteration was skipped' in msg
+    assert 'step of this iteration was skipped and the buffers' in msg
     assert runner.iter == 2  # the loop never counted iteration 3
     for p in runner.model.parameters():
         assert torch.isfinite(p).all()
@@ -147,3 +147,71 @@ def test_registered_in_mmengine_and_mmssm_scopes():
     from mmssm.registry import HOOKS
     assert ROOT.get('NonFiniteGuardHook') is NonFiniteGuardHook
     assert HOOKS.get('mmssm.NonFiniteGuardHook') is NonFiniteGuardHook
+
+
+INJECT = '''
+import torch
+from mmengine.hooks import Hook
+from mmengine.registry import HOOKS
+
+
+@HOOKS.register_module()
+class InjectNaNHook(Hook):
+    """Make the backbone's outputs NaN during training iteration 3."""
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        if runner.iter + 1 == 3:
+            model = getattr(runner.model, 'module', runner.model)
+            self.handle = model.backbone.register_forward_hook(
+                lambda m, i, out: tuple(o * float('nan') for o in out))
+'''
+
+
+def test_train_py_demo_config_stops_at_nan_of_iteration_3(tmp_path):
+    """tools/train.py on the (tiny) UperNet demo, NaN from iteration 3:
+    the run stops naming iteration 3 and the loss term, and the state it
+    saves equals the regular checkpoint of iteration 2."""
+    import os
+    import os.path as osp
+    import subprocess
+    import sys
+
+    from tiny_demo_configs import seg_cfg
+
+    from mmssm.datasets import generate_all
+    root = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+    generate_all(str(tmp_path / 'data'), seed=4, num_train=2, num_val=1,
+                 datasets=('ade_shapes', ))
+    (tmp_path / 'nan_inject.py').write_text(INJECT)
+    cfg = tmp_path / 'cfg.py'
+    cfg.write_text(
+        seg_cfg(
+            osp.join(root, 'configs', 'mambaout',
+                     'upernet_mambaout-femto_demo_ade-shapes.py'),
+            str(tmp_path / 'data' / 'ade_shapes'), max_iters=6,
+            val_interval=100) +
+        "custom_imports = dict(imports=['nan_inject'])\n"
+        'custom_hooks = _base_.custom_hooks + '
+        "[dict(type='InjectNaNHook')]\n")
+    work = tmp_path / 'work'
+    env = dict(os.environ, PYTHONPATH=str(tmp_path), PYTHONUNBUFFERED='1')
+    res = subprocess.run([
+        sys.executable, osp.join(root, 'tools', 'train.py'), str(cfg),
+        '--work-dir', str(work)], cwd=tmp_path, env=env, capture_output=True,
+        text=True, timeout=300)
+    out = res.stdout + res.stderr
+    assert res.returncode != 0, out[-3000:]
+    assert 'NonFiniteError: non-finite loss and gradient at iteration 3;' \
+        in out, out[-3000:]
+    assert 'decode.loss_ce=nan' in out and 'aux.loss_ce=nan' in out
+    assert 'first parameter with a non-finite gradient: backbone.' in out
+    assert 'Iter(train) [2/6]' in out and 'Iter(train) [3/6]' not in out
+    saved = torch.load(work / 'last_finite_iter_2.pth', map_location='cpu',
+                       weights_only=False)
+    regular = torch.load(work / 'iter_2.pth', map_location='cpu',
+                         weights_only=False)
+    assert saved['meta']['iter'] == regular['meta']['iter'] == 2
+    assert saved['state_dict'].keys() == regular['state_dict'].keys()
+    for k, v in regular['state_dict'].items():
+        assert torch.equal(saved['state_dict'][k], v), k
+    assert not (work / 'iter_4.pth').exists()

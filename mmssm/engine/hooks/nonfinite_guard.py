@@ -16,10 +16,13 @@ garbage until someone reads the log.
 * the loss terms the model returned (every entry of the train step's
   outputs whose name contains ``loss``), after the step.
 
-On the first non-finite value it saves ``last_finite_iter_{N}.pth`` in the
-work dir (model, optimizer and schedulers as they were after iteration
-``N``, the last finite one; ``--resume`` from it repeats the failed
-iteration) and raises :class:`NonFiniteError` naming the iteration, every
+The forward pass of a failing iteration also changes buffers (BatchNorm
+running statistics become NaN), so the hook copies the model's buffers
+before every iteration (small: BN statistics) and puts them back when it
+stops. On the first non-finite value it saves ``last_finite_iter_{N}.pth``
+in the work dir (weights, buffers, optimizer and schedulers as they were
+after iteration ``N``, the last finite one; ``--resume`` from it repeats the
+failed iteration) and raises :class:`NonFiniteError` naming the iteration, every
 loss term with its value and the first parameter (in ``named_parameters``
 order) whose gradient is non-finite.
 
@@ -69,14 +72,22 @@ class NonFiniteGuardHook(Hook):
         self._bad_grad: Optional[Dict] = None
         self._step_skipped = False
         self._grads_checked = False
+        self._buffers: List[torch.Tensor] = []
+        self._buffer_copies: List[torch.Tensor] = []
+
+    @staticmethod
+    def _model(runner):
+        return runner.model.module if is_model_wrapper(runner.model) \
+            else runner.model
 
     # -- gradients -------------------------------------------------------
     def before_train(self, runner) -> None:
+        self._buffers = [b for b in self._model(runner).buffers()]
+        self._buffer_copies = [b.detach().clone() for b in self._buffers]
         if not self.check_grads:
             return
         from mmengine.optim import AmpOptimWrapper, OptimWrapperDict
-        model = runner.model.module if is_model_wrapper(runner.model) \
-            else runner.model
+        model = self._model(runner)
         named = [(n, p) for n, p in model.named_parameters()
                  if p.requires_grad]
         wrappers = list(runner.optim_wrapper.values()) if isinstance(
@@ -126,6 +137,7 @@ class NonFiniteGuardHook(Hook):
         for wrapper in self._wrapped:
             del wrapper.step  # the class's method again
         self._wrapped = []
+        self._buffers, self._buffer_copies = [], []
 
     # -- losses and the stop ---------------------------------------------
     def before_train_iter(self, runner, batch_idx: int,
@@ -133,6 +145,9 @@ class NonFiniteGuardHook(Hook):
         self._bad_grad = None
         self._step_skipped = False
         self._grads_checked = False
+        if self._buffers:
+            with torch.no_grad():
+                torch._foreach_copy_(self._buffer_copies, self._buffers)
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None,
                          outputs=None) -> None:
@@ -170,8 +185,15 @@ class NonFiniteGuardHook(Hook):
             msg.append('gradients not checked (AmpOptimWrapper: its loss '
                        'scaler skips non-finite steps)' if self.check_grads
                        else 'gradients not checked')
-        if self._step_skipped:
-            msg.append('the optimizer step of this iteration was skipped')
+        if self._step_skipped or (self._wrapped and not self._grads_checked):
+            # no update this iteration: undo its forward's buffer updates
+            # (BN statistics) too, so the model is the last finite state
+            if self._buffers:
+                with torch.no_grad():
+                    torch._foreach_copy_(self._buffers, self._buffer_copies)
+            if self._step_skipped:
+                msg.append('the optimizer step of this iteration was '
+                           'skipped and the buffers (BN statistics) restored')
         if self.save_checkpoint:
             msg.append(self._save(runner, iteration))
         raise NonFiniteError('; '.join(msg))
