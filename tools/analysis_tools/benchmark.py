@@ -52,7 +52,7 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import List, Optional, Tuple, Union
+from typing import Optional, Tuple, Union
 
 HERE = osp.dirname(osp.abspath(__file__))
 ROOT = osp.dirname(osp.dirname(HERE))
