@@ -3,7 +3,7 @@
 Examples::
 
     python tools/train.py configs/mambaout/mask-rcnn_mambaout-femto_fpn_demo_coco-shapes.py
-    python tools/train.py CONFIG --resume                  # resume from the latest checkpoint
+    python tools/train.py CONFIG --resume                  # newest checkpoint that loads
     python tools/train.py CONFIG --resume work_dirs/x/iter_100.pth
     bash tools/dist_train.sh CONFIG 8                       # torchrun, 8 processes
     python tools/train.py CONFIG --max-iters 30             # schedule rescaled to 30 iterations
@@ -22,7 +22,8 @@ from mmengine.config import Config, DictAction  # noqa: E402
 
 from mmssm.apis import (apply_common_args, build_runner,  # noqa: E402
                         check_checkpoint_file, check_checkpoint_fits,
-                        check_data_roots, get_task, rescale_schedule,
+                        check_data_roots, find_resumable_checkpoint,
+                        get_task, rescale_schedule,
                         shutdown_distributed, unscaled_schedule_warning)
 
 
@@ -104,9 +105,25 @@ def main(argv=None):
                              'auto_scale_lr.base_batch_size')
         cfg.auto_scale_lr.enable = True
 
+    resume_logs = []
     if args.resume == 'auto':
-        cfg.resume = True
-        cfg.load_from = None
+        # the newest checkpoint of the work dir that passes the checkpoint
+        # check (mmengine's own lookup trusts last_checkpoint blindly)
+        resume_from, skipped = find_resumable_checkpoint(cfg.work_dir)
+        resume_logs = [('warning', line) for line in skipped]
+        if resume_from is not None:
+            cfg.resume = True
+            cfg.load_from = resume_from
+            resume_logs.append(
+                ('info', f'--resume: resuming from {resume_from}, the newest '
+                 f'checkpoint in {cfg.work_dir} that loads'))
+        else:
+            cfg.resume = False
+            init = cfg.get('load_from', None)
+            resume_logs.append(
+                ('warning', f'--resume: no checkpoint to resume from in '
+                 f'{cfg.work_dir}; training starts from scratch' +
+                 (f' (load_from={init})' if init else '')))
     elif args.resume is not None:
         if not osp.isfile(args.resume):
             raise SystemExit(f'--resume: checkpoint {args.resume!r} not found')
@@ -121,6 +138,8 @@ def main(argv=None):
 
     check_data_roots(cfg, splits=('train', 'val'))
     runner = build_runner(cfg)
+    for level, line in resume_logs:
+        getattr(runner.logger, level)(line)
     if schedule_log:
         runner.logger.info(schedule_log)
     if schedule_warning:

@@ -199,6 +199,64 @@ def check_checkpoint_file(path: str, flag: str = None) -> dict:
         raise SystemExit(f'{flag}: {e}' if flag else str(e)) from None
 
 
+#: Names CheckpointHook gives its regular checkpoints (default templates).
+_RESUMABLE_NAME = r'^(iter|epoch)_(\d+)\.pth$'
+
+
+def find_resumable_checkpoint(work_dir: str):
+    """The newest checkpoint of ``work_dir`` that passes the checkpoint check.
+
+    Candidates are the ``iter_N.pth`` / ``epoch_N.pth`` files of the work dir
+    and the file named by its ``last_checkpoint`` (which may live in the
+    hook's ``out_dir``), newest (modification time, then N) first. Each is
+    checked with :func:`mmssm.utils.read_checkpoint_shapes` (the check of
+    ``--resume CKPT`` and ``tools/test.py``) until one passes. Other files
+    (``best_*.pth``, ``last_finite_iter_N.pth``, hidden ``.*.tmp`` files of
+    an interrupted save) are not candidates.
+
+    Args:
+        work_dir (str): The run's work dir.
+
+    Returns:
+        tuple[str | None, list[str]]: The checkpoint to resume from (None
+        when there is none) and one message per skipped file, naming it and
+        why it was skipped.
+    """
+    import re
+
+    from mmssm.utils.checkpoint import CheckpointError, read_checkpoint_shapes
+    candidates = {}
+
+    def add(path):
+        m = re.match(_RESUMABLE_NAME, osp.basename(path))
+        try:
+            mtime = os.stat(path).st_mtime_ns
+        except OSError:
+            mtime = -1
+        candidates[osp.abspath(path)] = (mtime, int(m.group(2)) if m else -1)
+
+    if osp.isdir(work_dir):
+        for name in os.listdir(work_dir):
+            path = osp.join(work_dir, name)
+            if re.match(_RESUMABLE_NAME, name) and osp.isfile(path):
+                add(path)
+    pointer = osp.join(work_dir, 'last_checkpoint')
+    if osp.isfile(pointer):
+        with open(pointer) as f:
+            last = f.read().strip()
+        if last and _is_local_path(last):
+            add(last)
+    skipped = []
+    for path in sorted(candidates, key=candidates.get, reverse=True):
+        try:
+            read_checkpoint_shapes(path)
+        except CheckpointError as e:
+            skipped.append(f'--resume: skipped {e}')
+            continue
+        return path, skipped
+    return None, skipped
+
+
 def check_checkpoint_fits(runner, shapes: dict, path: str,
                           strict: bool = True) -> None:
     """Compare the built model's weights with a checkpoint's, before loading.

@@ -1,10 +1,12 @@
-from .setup_env import (CPUDistributedDataParallel,
+from .setup_env import (CPUDistributedDataParallel, atomic_write,
+                        patch_atomic_checkpoint_writes,
                         patch_mmengine_package_lookup,
                         register_torch_safe_globals, setup_env)
 
 __all__ = [
     'setup_env', 'patch_mmengine_package_lookup', 'register_torch_safe_globals',
-    'CPUDistributedDataParallel'
+    'CPUDistributedDataParallel', 'atomic_write',
+    'patch_atomic_checkpoint_writes'
 ]
 from .checkpoint import (CheckpointError, compare_state_dict_shapes,  # noqa
                          describe_mismatch, read_checkpoint_shapes,

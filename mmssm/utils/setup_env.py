@@ -1,6 +1,6 @@
 """Fixes for the pinned OpenMMLab stack, applied when :mod:`mmssm` is imported.
 
-Three traps of torch 2.14 / mmengine 0.10.7 / setuptools are handled here:
+Four traps of torch 2.14 / mmengine 0.10.7 / setuptools are handled here:
 
 * ``pkg_resources``: mmengine resolves ``mmdet::``/``mmseg::``/``mmpretrain::``
   base configs through :mod:`pkg_resources`, which setuptools >= 82 no longer
@@ -14,22 +14,37 @@ Three traps of torch 2.14 / mmengine 0.10.7 / setuptools are handled here:
   :class:`argparse.Namespace`. :func:`register_torch_safe_globals` adds exactly
   these plain data containers to torch's allow-list instead of turning the
   safety check off.
+* Torn checkpoints: mmengine writes ``iter_N.pth`` (``LocalBackend.put``) and
+  ``last_checkpoint`` (``CheckpointHook``) in place, so a kill while saving
+  leaves a truncated file under the final name, or a ``last_checkpoint``
+  naming one. :func:`patch_atomic_checkpoint_writes` makes both writes go to
+  a temporary file in the same directory, fsync it and ``os.replace`` it into
+  place (:func:`atomic_write`).
 * CPU multi-process runs: :class:`CPUDistributedDataParallel` lets mmengine's
   runner wrap a CPU model for a ``gloo`` process group (mmengine always passes
   ``device_ids=[LOCAL_RANK]``, which torch rejects for CPU modules).
 """
 import argparse
+import builtins
+import contextlib
 import importlib
 import importlib.metadata
 import importlib.util
+import os
 import os.path as osp
+import stat
+import uuid
 
 import numpy as np
 import torch
 from mmengine.model import MMDistributedDataParallel
 from mmengine.registry import MODEL_WRAPPERS
 
-_PATCHED = {'package_lookup': False, 'safe_globals': False}
+_PATCHED = {
+    'package_lookup': False,
+    'safe_globals': False,
+    'atomic_writes': False
+}
 
 
 def _is_installed(package: str) -> bool:
@@ -151,6 +166,122 @@ def register_torch_safe_globals() -> None:
     _PATCHED['safe_globals'] = True
 
 
+def _fsync_dir(dirname: str) -> None:
+    """Make a rename in ``dirname`` durable (best effort: not on Windows)."""
+    try:
+        fd = os.open(dirname or '.', os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_write(path, mode: str = 'wb', **kwargs):
+    """Open ``path`` for writing so that it is replaced all at once or not at
+    all.
+
+    The data goes to a hidden temporary file in the same directory
+    (``.NAME.<random>.tmp``, created with the umask's permissions); on a
+    clean exit it is flushed, fsynced and renamed over ``path``
+    (``os.replace``) and the directory is fsynced. When the body raises, the
+    temporary file is removed and ``path`` is left as it was. A process
+    killed in between leaves at most the hidden temporary file, never a
+    partial ``path``.
+
+    Args:
+        path (str | Path): The file to (re)write.
+        mode (str): ``'w'``/``'wb'`` (or with ``'+'``). Defaults to ``'wb'``.
+        **kwargs: Passed to :func:`open` (``encoding`` ...).
+
+    Yields:
+        The open temporary file.
+    """
+    path = os.fspath(path)
+    dirname, name = osp.split(osp.abspath(path))
+    tmp = osp.join(dirname, f'.{name}.{uuid.uuid4().hex[:12]}.tmp')
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with open(fd, mode, **kwargs) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(dirname)
+
+
+def _replaceable(path) -> bool:
+    """Whether ``path`` may be replaced by a rename: missing, or a regular
+    file that is not a symlink (devices, FIFOs and links are written in
+    place, as before)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode)
+
+
+def _atomic_put(self, obj: bytes, filepath) -> None:
+    """``LocalBackend.put`` writing through :func:`atomic_write`."""
+    if not _replaceable(filepath):
+        return _ORIGINAL['put'](self, obj, filepath)
+    os.makedirs(osp.dirname(osp.abspath(filepath)), exist_ok=True)
+    with atomic_write(filepath, 'wb') as f:
+        f.write(obj)
+
+
+def _checkpoint_hook_open(file, mode='r', *args, **kwargs):
+    """``open`` as seen by mmengine's ``checkpoint_hook`` module.
+
+    Its only use is writing ``WORK_DIR/last_checkpoint``; writes of that file
+    go through :func:`atomic_write`, anything else to :func:`open`.
+    """
+    if osp.basename(os.fspath(file)) == 'last_checkpoint' and \
+            mode.startswith('w') and _replaceable(file):
+        return atomic_write(file, mode, *args, **kwargs)
+    return builtins.open(file, mode, *args, **kwargs)
+
+
+_ORIGINAL = {}
+
+
+def patch_atomic_checkpoint_writes() -> bool:
+    """Make mmengine's checkpoint and ``last_checkpoint`` writes atomic.
+
+    ``mmengine.runner.checkpoint.save_checkpoint`` (used by
+    ``Runner.save_checkpoint``, hence ``CheckpointHook``, best-checkpoint
+    saving and the strategies) serialises the whole checkpoint into memory
+    and then calls the file backend's ``put``; :class:`LocalBackend`'s
+    ``put`` is replaced by one writing through :func:`atomic_write` (for
+    every local file written with ``put``, checkpoints included). The
+    ``last_checkpoint`` pointer written by ``CheckpointHook`` after each
+    save goes through :func:`atomic_write` too, so it only ever names a
+    completely written checkpoint. Remote backends are untouched.
+
+    Returns:
+        bool: Whether the patch was applied now (False when it already was).
+    """
+    if _PATCHED['atomic_writes']:
+        return False
+    import mmengine.hooks.checkpoint_hook as checkpoint_hook
+    from mmengine.fileio.backends.local_backend import LocalBackend
+    _ORIGINAL['put'] = LocalBackend.put
+    LocalBackend.put = _atomic_put
+    checkpoint_hook.open = _checkpoint_hook_open
+    _PATCHED['atomic_writes'] = True
+    return True
+
+
 @MODEL_WRAPPERS.register_module()
 class CPUDistributedDataParallel(MMDistributedDataParallel):
     """mmengine's DDP wrapper for models on the CPU (``gloo`` backend).
@@ -176,3 +307,4 @@ def setup_env() -> None:
     """Apply every stack fix (idempotent)."""
     patch_mmengine_package_lookup()
     register_torch_safe_globals()
+    patch_atomic_checkpoint_writes()

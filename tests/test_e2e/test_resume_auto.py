@@ -1,0 +1,79 @@
+"""``tools/train.py --resume`` (no path) on the tiny UperNet demo: the newest
+checkpoint of the work dir that passes the checkpoint check, one line per
+skipped file, and one plain line when there is none."""
+import os
+import os.path as osp
+import re
+import subprocess
+import sys
+
+import pytest
+from tiny_demo_configs import seg_cfg
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+TRAIN = osp.join(ROOT, 'tools', 'train.py')
+
+
+def _run(args, cwd):
+    env = dict(os.environ, PYTHONUNBUFFERED='1')
+    res = subprocess.run([sys.executable, TRAIN] + args, cwd=cwd, env=env,
+                         capture_output=True, text=True, timeout=300)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-6000:]
+    return out
+
+
+@pytest.fixture(scope='module')
+def data_root(tmp_path_factory):
+    from mmssm.datasets import generate_all
+    root = tmp_path_factory.mktemp('synthetic')
+    generate_all(str(root), seed=3, num_train=6, num_val=4)
+    return root
+
+
+def _cfg(tmp_path, data_root):
+    cfg = tmp_path / 'cfg.py'
+    # no validation in these short runs (val_interval past the end)
+    cfg.write_text(
+        seg_cfg(osp.join(ROOT, 'configs', 'mambaout',
+                         'upernet_mambaout-femto_demo_ade-shapes.py'),
+                str(data_root / 'ade_shapes'), max_iters=4,
+                val_interval=100))
+    return str(cfg)
+
+
+def test_resume_in_empty_work_dir_says_so(tmp_path, data_root):
+    cfg = _cfg(tmp_path, data_root)
+    work = tmp_path / 'work'
+    out = _run([cfg, '--work-dir', str(work), '--resume', '--cfg-options',
+                'train_cfg.max_iters=2'], tmp_path)
+    lines = [ln for ln in out.splitlines() if '--resume:' in ln]
+    assert len(lines) == 1, out[-3000:]
+    assert f'--resume: no checkpoint to resume from in {work}; training ' \
+        'starts from scratch' in lines[0]
+    assert 'Auto resumed' not in out and 'resumed epoch' not in out
+    assert re.search(r'Iter\(train\) \[\s*1/2\]', out), out[-3000:]
+    assert (work / 'iter_2.pth').is_file()
+
+
+def test_resume_skips_truncated_latest(tmp_path, data_root):
+    cfg = _cfg(tmp_path, data_root)
+    work = tmp_path / 'work'
+    _run([cfg, '--work-dir', str(work)], tmp_path)
+    assert (work / 'last_checkpoint').read_text().strip().endswith(
+        'iter_4.pth')
+    latest = work / 'iter_4.pth'
+    data = latest.read_bytes()
+    latest.write_bytes(data[:len(data) // 2])  # a save cut off halfway
+
+    out = _run([cfg, '--work-dir', str(work), '--resume', '--cfg-options',
+                'train_cfg.max_iters=3'], tmp_path)
+    skipped = [ln for ln in out.splitlines() if '--resume: skipped' in ln]
+    assert len(skipped) == 1, out[-3000:]
+    assert str(latest) in skipped[0]
+    assert 'truncated or corrupt checkpoint' in skipped[0]
+    assert f'--resume: resuming from {work / "iter_2.pth"}' in out
+    assert 'resumed epoch: 0, iter: 2' in out, out[-3000:]
+    assert re.search(r'Iter\(train\) \[\s*3/3\]', out), out[-3000:]
+    assert not re.search(r'Iter\(train\) \[\s*[12]/3\]', out)
+    assert (work / 'iter_3.pth').is_file()
