@@ -61,7 +61,8 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-from .scan_common import run_scan_function, value_checks_enabled
+from .scan_common import (DEBUG_ENV, debug_enabled, is_scripting,
+                          run_scan_function, value_checks_enabled)
 from .scan_order import SCAN_ORDERS, OrderType, resolve_scan_order
 from .scan_ref import scan_ref
 
@@ -167,7 +168,39 @@ def _check_inputs(u, delta, A, B, C, D, z, delta_bias) -> int:
                 if x is not None and not bool(torch.isfinite(x).all()):
                     raise ValueError(f'selective_scan: `{name}` has '
                                      'non-finite values (NaN or inf)')
+    if debug_enabled() and not is_scripting():
+        _check_finite_activations(u=u, delta=delta, B=B, C=C, z=z)
     return groups
+
+
+_ACTIVATION_DIMS = {
+    'u': '(batch, channel, token)',
+    'delta': '(batch, channel, token)',
+    'z': '(batch, channel, token)',
+    'B': '(batch, [group,] state, token)',
+    'C': '(batch, [group,] state, token)',
+}
+
+
+def _check_finite_activations(**tensors) -> None:
+    """With ``MMSSM_SCAN_DEBUG=1``: stop at the first non-finite input.
+
+    A NaN or inf in ``delta``, ``u``, ``B`` or ``C`` spreads through the
+    recurrence to every later token of its channel (and an inf in ``delta``
+    makes ``exp(delta * A)`` 0 and ``delta * B * u`` inf), so the op names
+    the tensor and the index of its first non-finite element instead.
+    """
+    for name, x in tensors.items():
+        if x is None:
+            continue
+        bad = ~torch.isfinite(x.detach())
+        if bool(bad.any()):
+            first = tuple(int(i) for i in bad.nonzero()[0])
+            raise ValueError(
+                f'selective_scan: `{name}` has {int(bad.sum())} non-finite '
+                f'value(s) (NaN or inf); the first at index {first} '
+                f'{_ACTIVATION_DIMS[name]} is {float(x[first])} '
+                f'({DEBUG_ENV}=1 check)')
 
 
 def _resolve_impl(impl: Optional[str], u: Tensor) -> str:

@@ -112,3 +112,29 @@ def test_order_cached_under_inference_mode_serves_training():
                        impl='cpu')
     y.sum().backward()
     assert u.grad is not None and torch.isfinite(u.grad).all()
+
+
+@pytest.mark.parametrize('name,index', [('delta', (0, 3, 5)),
+                                        ('u', (1, 0, 0)),
+                                        ('B', (0, 2, 6)),
+                                        ('C', (1, 1, 4)),
+                                        ('z', (0, 7, 1))])
+def test_debug_switch_names_first_non_finite_input(name, index, monkeypatch):
+    """MMSSM_SCAN_DEBUG=1: a NaN in an activation is reported with the
+    tensor's name and the index of its first non-finite element (without
+    the switch it spreads silently to the end of the sequence)."""
+    args = _inputs(2, 8, (1, 9), 4, 0)
+    args[name] = args[name].clone()
+    args[name][index] = float('nan')
+    later = list(index)
+    later[-1] = 8  # a second one later in the sequence
+    args[name][tuple(later)] = float('inf')
+    with torch.no_grad():
+        y = selective_scan(**args, delta_softplus=True, impl='cpu')
+    assert not torch.isfinite(y).all()   # silent without the switch
+    monkeypatch.setenv('MMSSM_SCAN_DEBUG', '1')
+    with pytest.raises(ValueError) as err:
+        selective_scan(**args, delta_softplus=True, impl='cpu')
+    msg = str(err.value)
+    assert f'`{name}` has 2 non-finite' in msg, msg
+    assert f'first at index {index}' in msg and 'nan' in msg, msg
