@@ -1,6 +1,6 @@
 """Fixes for the pinned OpenMMLab stack, applied when :mod:`mmssm` is imported.
 
-Four traps of torch 2.14 / mmengine 0.10.7 / setuptools are handled here:
+Five traps of torch 2.14 / mmengine 0.10.7 / setuptools are handled here:
 
 * ``pkg_resources``: mmengine resolves ``mmdet::``/``mmseg::``/``mmpretrain::``
   base configs through :mod:`pkg_resources`, which setuptools >= 82 no longer
@@ -20,6 +20,11 @@ Four traps of torch 2.14 / mmengine 0.10.7 / setuptools are handled here:
   naming one. :func:`patch_atomic_checkpoint_writes` makes both writes go to
   a temporary file in the same directory, fsync it and ``os.replace`` it into
   place (:func:`atomic_write`).
+* Orphaned data workers: a DataLoader worker notices a dead parent only
+  while it waits on its queue, and a killed training's workers were seen
+  alive a minute later. :func:`patch_dataloader_worker_death` makes
+  mmengine's default ``worker_init_fn`` ask Linux to SIGKILL the worker when
+  the process that started it dies (``prctl(PR_SET_PDEATHSIG)``).
 * CPU multi-process runs: :class:`CPUDistributedDataParallel` lets mmengine's
   runner wrap a CPU model for a ``gloo`` process group (mmengine always passes
   ``device_ids=[LOCAL_RANK]``, which torch rejects for CPU modules).
@@ -303,8 +308,64 @@ class CPUDistributedDataParallel(MMDistributedDataParallel):
             module=module, device_ids=None if on_cpu else device_ids, **kwargs)
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> bool:
+    """Have Linux SIGKILL this process when the thread that started it
+    exits (``prctl(PR_SET_PDEATHSIG, SIGKILL)``). Returns whether the request
+    was made (False off Linux or without libc). A parent that dies between
+    the worker's start and this call is not covered (torch's own check,
+    while the worker waits on its queue, still is)."""
+    import ctypes
+    import ctypes.util
+    import signal
+    import sys
+    if not sys.platform.startswith('linux'):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6',
+                           use_errno=True)
+        return libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0,
+                          0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+class _ParentDeathInit:
+    """mmengine's ``default_worker_init_fn`` preceded by
+    :func:`die_with_parent` (a picklable callable: workers may be started
+    with ``spawn``)."""
+
+    def __init__(self, init_fn):
+        self.init_fn = init_fn
+
+    def __call__(self, worker_id, *args, **kwargs):
+        die_with_parent()
+        return self.init_fn(worker_id, *args, **kwargs)
+
+
+def patch_dataloader_worker_death() -> bool:
+    """Make the data workers of mmengine runners die with their parent.
+
+    mmengine's runner builds every DataLoader's ``worker_init_fn`` from
+    ``default_worker_init_fn`` (seeding) unless a config names its own; the
+    runner module's reference is wrapped so that each worker first calls
+    :func:`die_with_parent`. Without it, a worker of a killed training
+    lives on until it next checks its parent while waiting on its queue.
+    Configs with their own ``worker_init_fn`` are left as they are.
+    Idempotent; returns whether the wrapper is in place.
+    """
+    from mmengine.runner import runner as runner_module
+    current = runner_module.default_worker_init_fn
+    if not isinstance(current, _ParentDeathInit):
+        runner_module.default_worker_init_fn = _ParentDeathInit(current)
+    return True
+
+
 def setup_env() -> None:
     """Apply every stack fix (idempotent)."""
     patch_mmengine_package_lookup()
     register_torch_safe_globals()
     patch_atomic_checkpoint_writes()
+    patch_dataloader_worker_death()
