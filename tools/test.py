@@ -8,7 +8,8 @@ Examples::
 
     python tools/test.py CONFIG CHECKPOINT
     python tools/test.py CONFIG CHECKPOINT --tta --out results.pkl
-    python tools/test.py CONFIG CHECKPOINT --show-dir vis/
+    python tools/test.py CONFIG CHECKPOINT --show-dir vis/   # WORK_DIR/vis/
+    python tools/test.py CONFIG CHECKPOINT --data-root /data/coco_shapes
 """
 import argparse
 import os
@@ -22,7 +23,8 @@ from mmengine.config import Config, ConfigDict, DictAction  # noqa: E402
 
 from mmssm.apis import (apply_common_args, build_runner,  # noqa: E402
                         check_checkpoint_file, check_checkpoint_fits,
-                        check_data_roots, get_task, shutdown_distributed)
+                        check_data_roots, get_task, reroot_data,
+                        shutdown_distributed)
 
 
 def parse_args(argv=None):
@@ -40,12 +42,20 @@ def parse_args(argv=None):
         'mmpretrain) or save the predicted maps to a folder (mmseg)')
     parser.add_argument('--show', action='store_true', help='show results')
     parser.add_argument(
-        '--show-dir', help='save images with the predictions drawn to this '
-        'folder (inside the work dir)')
+        '--show-dir', help='save every test image with the predictions '
+        'drawn on it to this folder (a relative one is inside the work dir)')
+    parser.add_argument(
+        '--show-interval', type=int, default=1, metavar='N',
+        help='with --show-dir: draw every N-th test image (default 1: all)')
     parser.add_argument('--wait-time', type=float, default=2)
     parser.add_argument(
         '--tta', action='store_true', help='test-time augmentation '
         '(multi-scale and flip as the config\'s tta_pipeline says)')
+    parser.add_argument(
+        '--data-root', metavar='DIR',
+        help='read the data from DIR: replaces the config\'s data_root as '
+        'the prefix of every dataloader\'s data_root (train/val/test) and '
+        'of the evaluators\' ann_file (applied after --cfg-options)')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override config settings, key=value')
@@ -58,27 +68,43 @@ def parse_args(argv=None):
     return args
 
 
+#: The visualization hook each task's default_runtime defines.
+_VIS_HOOKS = {
+    'mmdet': dict(type='DetVisualizationHook'),
+    'mmseg': dict(type='SegVisualizationHook'),
+    'mmpretrain': dict(type='VisualizationHook'),
+}
+
+
 def trigger_visualization(cfg, args, task):
-    """Turn the visualization hook on for ``--show``/``--show-dir``."""
+    """``--show``: the task's visualization hook shows every test image
+    (added when the config lacks one). ``--show-dir``: mmssm's
+    :class:`~mmssm.engine.hooks.ShowDirHook` draws every
+    ``--show-interval``-th test image into the folder."""
+    if args.show_interval < 1:
+        raise SystemExit(
+            f'--show-interval must be >= 1, got {args.show_interval}')
+    if args.show_dir:
+        cfg.custom_hooks = list(cfg.get('custom_hooks', None) or []) + [
+            dict(type='ShowDirHook', out_dir=args.show_dir,
+                 interval=args.show_interval)
+        ]
+    if not args.show:
+        return
+    if cfg.get('default_hooks', None) is None:
+        cfg.default_hooks = ConfigDict()
     hooks = cfg.default_hooks
-    if 'visualization' not in hooks:
-        raise SystemExit('--show/--show-dir need a visualization hook in '
-                         'default_hooks')
+    if hooks.get('visualization', None) is None:
+        hooks['visualization'] = ConfigDict(_VIS_HOOKS[task])
     hook = hooks['visualization']
     if task == 'mmpretrain':
         hook['enable'] = True
-        if args.show_dir:
-            hook['out_dir'] = args.show_dir
+        hook['interval'] = 1
     else:
         hook['draw'] = True
-        if args.show_dir:
-            if task == 'mmdet':
-                hook['test_out_dir'] = args.show_dir
-            else:
-                cfg.visualizer['save_dir'] = args.show_dir
-    if args.show:
-        hook['show'] = True
-        hook['wait_time'] = args.wait_time
+        hook['interval'] = 1
+    hook['show'] = True
+    hook['wait_time'] = args.wait_time
 
 
 def enable_tta(cfg):
@@ -101,6 +127,11 @@ def main(argv=None):
     task = get_task(cfg)
     apply_common_args(cfg, args)
     cfg.load_from = args.checkpoint
+    data_root_log = None
+    if args.data_root:
+        changes = reroot_data(cfg, args.data_root)
+        data_root_log = f'--data-root {args.data_root}: ' + (
+            '; '.join(changes) or 'nothing to change')
 
     if args.show or args.show_dir:
         trigger_visualization(cfg, args, task)
@@ -110,8 +141,11 @@ def main(argv=None):
         cfg.test_evaluator['output_dir'] = args.out
         cfg.test_evaluator['keep_results'] = True
 
-    check_data_roots(cfg, splits=('test', ))
+    check_data_roots(cfg, splits=('test', ),
+                     root_flag='--data-root' if args.data_root else None)
     runner = build_runner(cfg)
+    if data_root_log:
+        runner.logger.info(data_root_log)
     # the model exists, the dataset is not built yet
     check_checkpoint_fits(runner, ckpt_shapes, args.checkpoint,
                           strict=not args.non_strict)

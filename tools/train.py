@@ -23,7 +23,7 @@ from mmengine.config import Config, DictAction  # noqa: E402
 from mmssm.apis import (apply_common_args, build_runner,  # noqa: E402
                         check_checkpoint_file, check_checkpoint_fits,
                         check_data_roots, find_resumable_checkpoint,
-                        get_task, rescale_schedule,
+                        get_task, reroot_data, rescale_schedule,
                         shutdown_distributed, unscaled_schedule_warning)
 
 
@@ -56,6 +56,11 @@ def parse_args(argv=None):
         'fit the model (default: stop, naming the missing, unexpected and '
         'shape-mismatched keys)')
     parser.add_argument(
+        '--data-root', metavar='DIR',
+        help='read the data from DIR: replaces the config\'s data_root as '
+        'the prefix of every dataloader\'s data_root (train/val/test) and '
+        'of the evaluators\' ann_file (applied after --cfg-options)')
+    parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override config settings, key=value (xxx=[a,b] for lists)')
     parser.add_argument(
@@ -74,6 +79,11 @@ def main(argv=None):
     get_task(cfg)
     cfg_file = copy.deepcopy(cfg)
     apply_common_args(cfg, args)
+    data_root_log = None
+    if args.data_root:
+        changes = reroot_data(cfg, args.data_root)
+        data_root_log = f'--data-root {args.data_root}: ' + (
+            '; '.join(changes) or 'nothing to change')
     schedule_log, schedule_warning = None, None
     if args.max_iters is not None or args.max_epochs is not None:
         changes = rescale_schedule(cfg, args.max_iters, args.max_epochs)
@@ -136,8 +146,11 @@ def main(argv=None):
         load_from, '--resume' if cfg.get('resume') else 'load_from') \
         if load_from else None
 
-    check_data_roots(cfg, splits=('train', 'val'))
+    check_data_roots(cfg, splits=('train', 'val'),
+                     root_flag='--data-root' if args.data_root else None)
     runner = build_runner(cfg)
+    if data_root_log:
+        runner.logger.info(data_root_log)
     for level, line in resume_logs:
         getattr(runner.logger, level)(line)
     if schedule_log:

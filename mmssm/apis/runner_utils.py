@@ -11,7 +11,6 @@ import torch
 import torch.distributed as torch_dist
 from mmengine.config import Config
 
-from mmssm.datasets import data_hint, guess_data_kind
 
 TASKS = ('mmdet', 'mmseg', 'mmpretrain')
 
@@ -46,47 +45,127 @@ def _dataset_cfgs(dataset):
         yield dataset
 
 
-def _hint(root, dataset_type):
-    """How to get the dataset a config points at."""
-    kind = guess_data_kind(root, dataset_type)
-    if kind is None:
-        return ' Set data_root and ann_file to where the dataset lives.'
-    return '\n' + data_hint(kind)
+def _evaluator_cfgs(evaluator):
+    """Yield every metric config of an evaluator (dict or list)."""
+    if not evaluator:
+        return
+    if isinstance(evaluator, (list, tuple)):
+        for e in evaluator:
+            yield from _evaluator_cfgs(e)
+    elif 'metrics' in evaluator:
+        yield from _evaluator_cfgs(evaluator['metrics'])
+    else:
+        yield evaluator
 
 
-def check_data_roots(cfg: Config, splits=('train', 'val', 'test')) -> None:
+def check_data_roots(cfg: Config, splits=('train', 'val', 'test'),
+                     root_flag: str = None) -> None:
     """Fail early, with instructions, when a dataset of ``cfg`` is missing.
 
-    Checks that ``data_root`` and the annotation file of every dataset used by
-    the requested dataloaders exist on disk before any runner is built.
+    Checks, before any runner is built, the ``data_root``, ``ann_file`` and
+    ``data_prefix`` folders of every dataset of the requested dataloaders
+    (:func:`mmssm.datasets.check_dataset_paths`) and the ``ann_file`` of
+    their evaluators (COCO's CocoMetric).
 
     Args:
         cfg (Config): A loaded config.
         splits (tuple[str]): Which of ``train``/``val``/``test`` to check.
+        root_flag (str, optional): ``'--data-root'`` when the roots come from
+            that flag, for the messages.
 
     Raises:
-        FileNotFoundError: names the missing path and how to get the data.
+        FileNotFoundError: names the missing path and what to do.
     """
+    from mmssm.datasets import check_dataset_paths
     for split in splits:
         loader = cfg.get(f'{split}_dataloader', None)
         if not loader:
             continue
         for ds in _dataset_cfgs(loader.get('dataset')):
-            root = ds.get('data_root', '') or ''
-            missing = None
-            if root and not osp.isdir(root):
-                missing = root
-            else:
-                ann = ds.get('ann_file', '') or ''
-                if ann:
-                    ann_path = ann if osp.isabs(ann) else osp.join(root, ann)
-                    if not osp.exists(ann_path):
-                        missing = ann_path
-            if missing is not None:
+            check_dataset_paths(ds, split, root_flag)
+        if split == 'train':
+            continue
+        for metric in _evaluator_cfgs(cfg.get(f'{split}_evaluator', None)):
+            ann = metric.get('ann_file', None)
+            if isinstance(ann, str) and ann and '://' not in ann and \
+                    not osp.isfile(ann):
                 raise FileNotFoundError(
-                    f'{split} data not found: {missing!r} does not exist '
-                    f'(dataset {ds.get("type")}, data_root={root!r}).' +
-                    _hint(root, ds.get('type')))
+                    f'{split}_evaluator ({metric.get("type")}) annotation '
+                    f'file {ann!r} does not exist; set {split}_evaluator.'
+                    'ann_file to the annotation file of the '
+                    f'{split} set, or pass --data-root DIR so that it is '
+                    're-rooted with the dataloaders')
+
+
+def _reroot(path, old, new):
+    """``path`` with its ``old`` prefix replaced by ``new`` (None: no)."""
+    if not isinstance(path, str) or not old:
+        return None
+    old_n = old.rstrip('/')
+    if path.rstrip('/') == old_n:
+        return new.rstrip('/') + ('/' if path.endswith('/') else '')
+    if path.startswith(old_n + '/'):
+        return osp.join(new, path[len(old_n) + 1:])
+    return None
+
+
+def reroot_data(cfg: Config, data_root: str) -> list:
+    """Point every dataloader and evaluator of ``cfg`` at ``data_root``.
+
+    The config's ``data_root`` (the top-level variable; for a dataset whose
+    root differs, that dataset's own ``data_root``) is replaced by
+    ``data_root`` as the prefix of: the ``data_root`` of every leaf dataset
+    of ``train``/``val``/``test_dataloader`` (wrappers such as
+    RepeatDataset/ConcatDataset are unwrapped), and the ``ann_file`` of
+    every ``val``/``test_evaluator`` metric (CocoMetric). Relative
+    ``ann_file``/``data_prefix`` of the datasets follow their root.
+
+    Args:
+        cfg (Config): Modified in place.
+        data_root (str): The new root.
+
+    Returns:
+        list[str]: ``'field: old -> new'`` for every value changed.
+
+    Raises:
+        SystemExit: When the config names no data root at all.
+    """
+    top = cfg.get('data_root', None)
+    changes, seen = [], set()
+    roots = {}
+    for split in ('train', 'val', 'test'):
+        loader = cfg.get(f'{split}_dataloader', None)
+        if not loader:
+            continue
+        for i, ds in enumerate(_dataset_cfgs(loader.get('dataset'))):
+            old = ds.get('data_root', None)
+            if not old:
+                continue
+            roots.setdefault(split, old)
+            if id(ds) in seen:
+                continue
+            seen.add(id(ds))
+            new = _reroot(old, top, data_root) or data_root
+            if new != old:
+                ds['data_root'] = new
+                changes.append(f'{split}_dataloader dataset[{i}].data_root: '
+                               f'{old} -> {new}')
+    for split in ('val', 'test'):
+        old_root = top or roots.get(split, None)
+        for i, metric in enumerate(
+                _evaluator_cfgs(cfg.get(f'{split}_evaluator', None))):
+            ann = metric.get('ann_file', None)
+            new = _reroot(ann, old_root, data_root)
+            if id(metric) in seen or new is None or new == ann:
+                continue
+            seen.add(id(metric))
+            metric['ann_file'] = new
+            changes.append(f'{split}_evaluator[{i}].ann_file: {ann} -> {new}')
+    if not roots and top is None:
+        raise SystemExit('--data-root: the config names no data_root (no '
+                         'dataloader has a dataset with data_root)')
+    cfg.data_root = data_root
+    return changes
 
 
 def init_cpu_distributed(cfg: Config, launcher: str) -> None:
@@ -164,6 +243,9 @@ def build_runner(cfg: Config):
     """Build the runner the config asks for (``runner_type`` or Runner)."""
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
+
+    from mmssm.datasets.loading import patch_data_errors
+    patch_data_errors()  # errors of image loading / empty datasets
     if 'runner_type' not in cfg:
         return Runner.from_cfg(cfg)
     return RUNNERS.build(cfg)

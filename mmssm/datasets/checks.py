@@ -6,10 +6,14 @@ missing path and saying how to get the data, instead of deep inside a dataset
 class.
 Only the existence of the key files and folders is checked.
 """
+import os
 import os.path as osp
 from typing import List, Optional, Sequence
 
-__all__ = ['DATA_KINDS', 'check_data_root', 'guess_data_kind', 'data_hint']
+__all__ = [
+    'DATA_KINDS', 'check_data_root', 'guess_data_kind', 'data_hint',
+    'check_dataset_paths'
+]
 
 _GENERATE = ('python tools/misc/generate_synthetic_data.py '
              '[--root data/synthetic]')
@@ -46,7 +50,7 @@ _HINTS = {
      'and unzip them into data/coco/, so that it holds '
      'annotations/instances_train2017.json, '
      'annotations/instances_val2017.json, train2017/ and val2017/ (or '
-     'point data_root elsewhere with --cfg-options). To try mmssm '
+     'pass --data-root DIR to tools/train.py and tools/test.py). To try mmssm '
      'without COCO, generate the synthetic shapes with `' + _GENERATE +
      '` and use a *_coco-shapes demo config.'),
     'ade20k':
@@ -55,8 +59,8 @@ _HINTS = {
      'ADEChallengeData2016.zip (see http://sceneparsing.csail.mit.edu/) '
      'and unzip it into data/ade/, so that '
      'data/ade/ADEChallengeData2016/{images,annotations}/'
-     '{training,validation}/ exist (or point data_root elsewhere '
-     'with --cfg-options). To try mmssm without ADE20K, generate the '
+     '{training,validation}/ exist (or pass --data-root DIR to '
+     'tools/train.py and tools/test.py). To try mmssm without ADE20K, generate the '
      'synthetic data with `' + _GENERATE + '` and use an '
      '*_ade-shapes demo config.'),
     'coco_shapes': ('Generate the synthetic COCO-format shapes with `' +
@@ -162,3 +166,89 @@ def check_data_root(
                 f'(data_root={data_root!r}, '
                 f'kind={kind!r}).\n{_HINTS[kind]}')
     return [p.rstrip('/') for p in paths]
+
+
+def _listing(folder: str, limit: int = 8) -> str:
+    """`` ('folder' holds: a, b, ...)`` or ``''``."""
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return ''
+    if not names:
+        return f' ({folder!r} is empty)'
+    more = f', ... ({len(names) - limit} more)' if len(names) > limit else ''
+    return f' ({folder!r} holds: {", ".join(names[:limit])}{more})'
+
+
+def check_dataset_paths(ds: dict, split: str = 'train',
+                        root_flag: Optional[str] = None) -> List[str]:
+    """Check the paths one dataset config reads, before it is built.
+
+    In order: ``data_root`` (a folder), ``ann_file`` (relative to the root
+    unless absolute) and the image/label folders of ``data_prefix``. Each
+    failure gets its own message: a missing root says how to get the data
+    (:func:`data_hint`) and how to point the config at it (``--data-root``);
+    a missing annotation file or folder under an existing root names the
+    config field and lists what the root holds instead (the data is there,
+    the config does not fit it).
+
+    Args:
+        ds (dict): A leaf dataset config (``type``, ``data_root``,
+            ``ann_file``, ``data_prefix``).
+        split (str): ``train``/``val``/``test``, for the messages.
+        root_flag (str, optional): How the root was given (``'--data-root'``),
+            for the messages.
+
+    Returns:
+        list[str]: The paths checked.
+
+    Raises:
+        FileNotFoundError: Naming the missing path, the config field it
+            comes from and what to do.
+    """
+    dtype = ds.get('type', None)
+    root = ds.get('data_root', '') or ''
+    where = f'(dataset {dtype}, data_root={root!r})'
+    checked = []
+    if root:
+        checked.append(root)
+        if not osp.isdir(root):
+            kind = guess_data_kind(root, dtype)
+            given = f'{root_flag} ' if root_flag else 'data_root '
+            how = ('\n' + data_hint(kind)) if kind is not None else ''
+            raise FileNotFoundError(
+                f'{split} data not found: {given}{root!r} does not exist '
+                f'{where}. Pass --data-root DIR with the folder that holds '
+                f'the dataset.{how}')
+    ann = ds.get('ann_file', '') or ''
+    if ann:
+        path = ann if osp.isabs(ann) or not root else osp.join(root, ann)
+        checked.append(path)
+        if not osp.isfile(path):
+            parent = osp.dirname(path)
+            while parent and not osp.isdir(parent) and parent != root:
+                parent = osp.dirname(parent)
+            raise FileNotFoundError(
+                f'{split} annotation file {path!r} does not exist {where}; '
+                f'the data root exists, so the config\'s '
+                f'{split}_dataloader ann_file={ann!r} does not fit it'
+                f'{_listing(parent or root or ".")}. Fix ann_file (e.g. '
+                f'--cfg-options {split}_dataloader.dataset.ann_file=...) or '
+                'point --data-root at the right folder.')
+    prefix = ds.get('data_prefix', None) or {}
+    if isinstance(prefix, str):  # mmpretrain
+        prefix = {'img_path': prefix}
+    for key, sub in prefix.items():
+        if not isinstance(sub, str) or not sub or '://' in sub:
+            continue
+        path = sub if osp.isabs(sub) or not root else osp.join(root, sub)
+        checked.append(path.rstrip('/'))
+        if not osp.isdir(path):
+            raise FileNotFoundError(
+                f'{split} image/label folder {path.rstrip("/")!r} does not '
+                f'exist {where}; the config\'s data_prefix.{key}={sub!r} '
+                f'does not fit the data root{_listing(root or ".")}. Fix '
+                f'data_prefix (--cfg-options {split}_dataloader.dataset.'
+                f'data_prefix.{key}=...) or point --data-root at the right '
+                'folder.')
+    return checked

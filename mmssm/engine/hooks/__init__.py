@@ -1,2 +1,3 @@
 from .nonfinite_guard import NonFiniteError, NonFiniteGuardHook  # noqa: F401
+from .show_dir import ShowDirHook  # noqa: F401
 from .slws import SLWSHook  # noqa: F401
