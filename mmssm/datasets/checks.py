@@ -217,7 +217,8 @@ def check_dataset_paths(ds: dict, split: str = 'train',
             given = f'{root_flag} ' if root_flag else 'data_root '
             how = ('\n' + data_hint(kind)) if kind is not None else ''
             raise FileNotFoundError(
-                f'{split} data not found: {given}{root!r} does not exist '
+                f'{split} data not found: {given}{root.rstrip("/") or root!r} '
+                'does not exist '
                 f'{where}. Pass --data-root DIR with the folder that holds '
                 f'the dataset.{how}')
     ann = ds.get('ann_file', '') or ''
