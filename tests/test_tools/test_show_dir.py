@@ -146,3 +146,16 @@ def test_show_dir_hook_classification(tmp_path):
         hook.after_test_iter(runner, 0, {}, outputs)
     _check_drawn(tmp_path / 'work' / 'vis',
                  [str(paths[i]) for i in (0, 2, 4)])
+
+
+def test_show_dir_hook_needs_a_task_visualizer(tmp_path):
+    import types
+
+    from mmengine.visualization import Visualizer
+
+    from mmssm.engine.hooks import ShowDirHook
+    runner = types.SimpleNamespace(
+        visualizer=Visualizer(name='plain_show_dir_test'),
+        work_dir=str(tmp_path), logger=None)
+    with pytest.raises(RuntimeError, match='cannot draw predictions'):
+        ShowDirHook('vis').before_test(runner)

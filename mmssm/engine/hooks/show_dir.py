@@ -53,6 +53,17 @@ class ShowDirHook(Hook):
         self.out_path: Optional[str] = None
 
     def before_test(self, runner) -> None:
+        from mmengine.visualization import Visualizer
+        vis = runner.visualizer
+        # mmengine's own add_datasample draws nothing
+        if not (hasattr(vis, 'visualize_cls') or type(vis).add_datasample
+                is not Visualizer.add_datasample):
+            raise RuntimeError(
+                f'--show-dir: the runner\'s visualizer '
+                f'({type(vis).__name__}) cannot draw predictions; set '
+                'visualizer in the config to the task\'s one '
+                '(DetLocalVisualizer, SegLocalVisualizer, '
+                'UniversalVisualizer), as its default_runtime does')
         self.out_path = self.out_dir if osp.isabs(self.out_dir) else osp.join(
             runner.work_dir, self.out_dir)
         mkdir_or_exist(self.out_path)
