@@ -9,8 +9,6 @@ folders).
 import os.path as osp
 from typing import Optional
 
-import mmcv
-from mmengine.fileio import get
 from mmengine.hooks import Hook
 from mmengine.utils import mkdir_or_exist
 
@@ -76,6 +74,8 @@ class ShowDirHook(Hook):
 
     def after_test_iter(self, runner, batch_idx, data_batch=None,
                         outputs=None) -> None:
+        import mmcv
+        from mmengine.fileio import get
         visualizer = runner.visualizer
         for sample in outputs or []:
             index = self._index
