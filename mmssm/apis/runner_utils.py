@@ -485,6 +485,8 @@ def unscaled_schedule_warning(cfg_file: Config, cfg: Config,
         new = (cfg.get('train_cfg', None) or {}).get(key, None)
         if old is None or new is None or old == new:
             continue
+        if not isinstance(new, int) or isinstance(new, bool) or new < 1:
+            return None  # not a length to rescale to; the runner says why
         probe = copy.deepcopy(cfg_file)
         changes = [
             c for c in rescale_schedule(probe, **{key: new})

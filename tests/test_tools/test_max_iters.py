@@ -95,6 +95,11 @@ def test_unscaled_warning():
         'train_cfg.max_iters': 30, 'param_scheduler': []}) is None
     assert unscaled_schedule_warning(cfg_file, cfg_file,
                                      {'train_cfg.val_interval': 5}) is None
+    # a length that cannot be rescaled to (0) is not this check's to refuse
+    zero = copy.deepcopy(cfg_file)
+    zero.merge_from_dict({'train_cfg.max_iters': 0})
+    assert unscaled_schedule_warning(cfg_file, zero,
+                                     {'train_cfg.max_iters': 0}) is None
 
 
 TAIL = """
