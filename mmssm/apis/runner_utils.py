@@ -197,7 +197,23 @@ def init_cpu_distributed(cfg: Config, launcher: str) -> None:
     if not torch_dist.is_initialized():
         torch_dist.init_process_group(backend='gloo')
     cfg.merge_from_dict({'env_cfg.dist_cfg.backend': 'gloo'})
-    cfg.model_wrapper_cfg = dict(type='CPUDistributedDataParallel')
+    cfg.model_wrapper_cfg = cpu_model_wrapper_cfg(
+        cfg.get('model_wrapper_cfg', None))
+
+
+def cpu_model_wrapper_cfg(wrapper_cfg) -> dict:
+    """The model wrapper of a CPU multi-process run, keeping the user's
+    options (``find_unused_parameters``, ``broadcast_buffers`` ...).
+
+    mmengine's default ``MMDistributedDataParallel`` (also when named
+    explicitly) becomes :class:`~mmssm.utils.CPUDistributedDataParallel`;
+    any other wrapper type the config names is kept as it is.
+    """
+    cfg = dict(wrapper_cfg or {})
+    if cfg.get('type', 'MMDistributedDataParallel') in (
+            'MMDistributedDataParallel', 'mmengine.MMDistributedDataParallel'):
+        cfg['type'] = 'CPUDistributedDataParallel'
+    return cfg
 
 
 def shutdown_distributed() -> None:

@@ -49,3 +49,19 @@ def test_cpu_group_is_set_up_and_torn_down(monkeypatch):
         if torch_dist.is_initialized():
             torch_dist.destroy_process_group()
     shutdown_distributed()  # without a group: nothing to do, no error
+
+
+def test_cpu_wrapper_keeps_user_options():
+    """--cfg-options model_wrapper_cfg.find_unused_parameters=True must
+    survive the CPU multi-process set-up (it was replaced wholesale)."""
+    from mmssm.apis import cpu_model_wrapper_cfg
+    assert cpu_model_wrapper_cfg(None) == dict(
+        type='CPUDistributedDataParallel')
+    assert cpu_model_wrapper_cfg(dict(find_unused_parameters=True)) == dict(
+        type='CPUDistributedDataParallel', find_unused_parameters=True)
+    assert cpu_model_wrapper_cfg(
+        dict(type='MMDistributedDataParallel', broadcast_buffers=False)) == \
+        dict(type='CPUDistributedDataParallel', broadcast_buffers=False)
+    # another wrapper the config names deliberately is left alone
+    assert cpu_model_wrapper_cfg(dict(type='MyWrapper', x=1)) == dict(
+        type='MyWrapper', x=1)
