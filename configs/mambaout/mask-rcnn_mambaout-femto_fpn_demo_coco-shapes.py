@@ -17,8 +17,11 @@ _base_ = [
 custom_imports = dict(
     imports=['mmssm', 'mmssm.det'], allow_failed_imports=False)
 
-# FPN on stages 1-3 (strides 8-32) plus a max-pooled stride-64 level, the
-# mmdet RetinaNet idiom (`start_level=1`); anchors 32-256 px. 64-channel FPN
+# FPN on stages 1-3 (strides 8-32) plus a max-pooled stride-64 level;
+# anchors 32-256 px. The backbone gives only those stages: an output the FPN
+# skipped (stage 0 with `start_level=1`, as before) left its norm without a
+# gradient, which stops DDP ("parameters that were not used in producing
+# loss"). 64-channel FPN
 # and heads, 64 sampled RoIs per image (half positive) from 150 proposals, and
 # one RoIAlign sample per 14x14 mask bin (a bin spans <= ~1.5 feature cells at
 # these sizes): the RoI heads' share of an iteration shrinks from ~half.
@@ -30,11 +33,11 @@ model = dict(
         type='MambaOut',
         arch='femto',
         drop_path_rate=0.0,
-        out_indices=(0, 1, 2, 3)),
+        out_indices=(1, 2, 3)),
     neck=dict(
-        in_channels=[48, 96, 192, 288],
+        in_channels=[96, 192, 288],
         out_channels=width,
-        start_level=1,
+        start_level=0,
         num_outs=4),
     rpn_head=dict(
         in_channels=width,
