@@ -148,6 +148,11 @@ def main(argv=None):
 
     check_data_roots(cfg, splits=('train', 'val'),
                      root_flag='--data-root' if args.data_root else None)
+    # random states go into the checkpoints and come back on --resume
+    hooks = list(cfg.get('custom_hooks', None) or [])
+    if not any(str(h.get('type', '')).endswith('RNGStateHook')
+               for h in hooks):
+        cfg.custom_hooks = hooks + [dict(type='mmssm.RNGStateHook')]
     runner = build_runner(cfg)
     if data_root_log:
         runner.logger.info(data_root_log)
