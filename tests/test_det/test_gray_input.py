@@ -1,0 +1,33 @@
+"""A gray (2-D) numpy image given to mmdet's ``inference_detector`` with an
+mmssm detection config: the detections of the same image as three equal
+channels (it used to end in an IndexError inside the data preprocessor)."""
+import os.path as osp
+
+import numpy as np
+import torch
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def test_gray_array_is_the_three_channel_image():
+    from mmdet.apis import inference_detector, init_detector
+
+    import mmssm.det  # noqa: F401  (the configs' custom_imports)
+    from mmssm.det.gray import gray_to_bgr
+    torch.manual_seed(0)
+    model = init_detector(
+        osp.join(ROOT, 'configs', 'mambaout',
+                 'mask-rcnn_mambaout-femto_fpn_demo_coco-shapes.py'),
+        None, device='cpu',
+        cfg_options=dict(model=dict(test_cfg=dict(
+            rcnn=dict(score_thr=0.0, max_per_img=5)))))
+    gray = (np.random.default_rng(0).random((64, 80)) * 255).astype(np.uint8)
+    rgb3 = np.repeat(gray[..., None], 3, axis=2)
+    got = inference_detector(model, gray).pred_instances
+    want = inference_detector(model, rgb3).pred_instances
+    assert len(want) > 0
+    torch.testing.assert_close(got.bboxes, want.bboxes)
+    torch.testing.assert_close(got.scores, want.scores)
+    # H x W x 1 too, and colour images untouched
+    assert gray_to_bgr(gray[..., None]).shape == (64, 80, 3)
+    assert gray_to_bgr(rgb3) is rgb3
