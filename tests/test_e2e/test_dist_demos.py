@@ -33,14 +33,6 @@ def test_every_demo_is_listed():
     assert len(DEMOS) == 11
 
 
-@pytest.fixture(scope='module')
-def data_root(tmp_path_factory):
-    from mmssm.datasets import generate_all
-    root = tmp_path_factory.mktemp('synthetic')
-    generate_all(str(root), seed=3, num_train=6, num_val=4)
-    return root
-
-
 @pytest.mark.parametrize('config', DEMOS,
                          ids=[osp.basename(p)[:-3] for p in DEMOS])
 def test_demo_trains_on_two_cpu_processes(config, data_root, tmp_path):

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 
-import pytest
 import torch
 from tiny_demo_configs import seg_cfg
 
@@ -26,14 +25,6 @@ OPTIONS = [
     'randomness.deterministic=True', 'model.backbone.drop_path_rate=0.3'
 ]
 LOSS = re.compile(r'Iter\(train\) \[\s*(\d+)/8\].*?(loss: [0-9.]+.*)$')
-
-
-@pytest.fixture(scope='module')
-def data_root(tmp_path_factory):
-    from mmssm.datasets import generate_all
-    root = tmp_path_factory.mktemp('synthetic')
-    generate_all(str(root), seed=3, num_train=8, num_val=4)
-    return root
 
 
 def _losses(text):

@@ -7,7 +7,6 @@ import re
 import subprocess
 import sys
 
-import pytest
 from tiny_demo_configs import seg_cfg
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -21,14 +20,6 @@ def _run(args, cwd):
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-6000:]
     return out
-
-
-@pytest.fixture(scope='module')
-def data_root(tmp_path_factory):
-    from mmssm.datasets import generate_all
-    root = tmp_path_factory.mktemp('synthetic')
-    generate_all(str(root), seed=3, num_train=6, num_val=4)
-    return root
 
 
 def _cfg(tmp_path, data_root):

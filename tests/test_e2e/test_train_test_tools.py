@@ -25,14 +25,6 @@ def _run(args, cwd):
     return out
 
 
-@pytest.fixture(scope='module')
-def data_root(tmp_path_factory):
-    from mmssm.datasets import generate_all
-    root = tmp_path_factory.mktemp('synthetic')
-    generate_all(str(root), seed=3, num_train=6, num_val=4)
-    return root
-
-
 def _train_resume_test(tmp_path, cfg_text, metric_keys):
     cfg = tmp_path / 'cfg.py'
     cfg.write_text(cfg_text)
