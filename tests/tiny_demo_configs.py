@@ -15,7 +15,8 @@ _base_ = [{base!r}]
 data_root = {data_root!r}
 model = dict(
     backbone=dict(arch=dict(_delete_=True, **{arch!r})),
-    neck=dict(in_channels=[16, 24, 32, 48], out_channels=32),
+    # the demo's backbone gives stages 1-3 (those its FPN uses)
+    neck=dict(in_channels=[24, 32, 48], out_channels=32),
     rpn_head=dict(in_channels=32, feat_channels=32),
     roi_head=dict(
         bbox_roi_extractor=dict(out_channels=32),

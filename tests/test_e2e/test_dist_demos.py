@@ -10,7 +10,6 @@ the demo configs have none, without ``find_unused_parameters``.
 import glob
 import os
 import os.path as osp
-import re
 import subprocess
 import sys
 
@@ -51,5 +50,6 @@ def test_demo_trains_on_two_cpu_processes(config, data_root, tmp_path):
     assert 'Distributed training: True' in out
     assert "type='CPUDistributedDataParallel'" in out
     assert 'find_unused_parameters=True' not in out
-    assert re.search(r'Iter\(train\) \[\s*2/2\]', out), out[-3000:]
+    # (the loggers' intervals differ: the saved checkpoint marks the end)
+    assert 'Saving checkpoint at 2 iterations' in out, out[-3000:]
     assert (work / 'iter_2.pth').is_file()
