@@ -82,3 +82,33 @@ def det_cfg(base, data_root, max_iters=4, val_interval=4):
 def seg_cfg(base, data_root, max_iters=4, val_interval=4):
     return SEG_CFG.format(base=base, data_root=data_root, arch=TINY_ARCH,
                           max_iters=max_iters, val_interval=val_interval)
+
+
+UPERNET_DEMO = ('configs', 'mambaout', 'upernet_mambaout-femto_demo_ade-shapes.py')
+
+
+def write_seg_cfg(tmp_path, root, data_root, max_iters, val_interval=100):
+    """Write the tiny UperNet demo (``tmp_path/cfg.py``) on
+    ``data_root/ade_shapes``; ``root`` is the repository. Returns its path."""
+    import os.path as osp
+    cfg = tmp_path / 'cfg.py'
+    cfg.write_text(
+        seg_cfg(osp.join(root, *UPERNET_DEMO), str(data_root / 'ade_shapes'),
+                max_iters=max_iters, val_interval=val_interval))
+    return str(cfg)
+
+
+def run_train(root, args, cwd, env=None):
+    """``tools/train.py ARGS`` in a subprocess; asserts it succeeds and
+    returns its stdout + stderr."""
+    import os
+    import os.path as osp
+    import subprocess
+    import sys
+    env = dict(os.environ, PYTHONUNBUFFERED='1', **(env or {}))
+    res = subprocess.run(
+        [sys.executable, osp.join(root, 'tools', 'train.py')] + list(args),
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-6000:]
+    return out

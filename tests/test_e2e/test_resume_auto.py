@@ -1,36 +1,22 @@
 """``tools/train.py --resume`` (no path) on the tiny UperNet demo: the newest
 checkpoint of the work dir that passes the checkpoint check, one line per
 skipped file, and one plain line when there is none."""
-import os
 import os.path as osp
 import re
-import subprocess
-import sys
 
-from tiny_demo_configs import seg_cfg
+from tiny_demo_configs import run_train, write_seg_cfg
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TRAIN = osp.join(ROOT, 'tools', 'train.py')
 
 
 def _run(args, cwd):
-    env = dict(os.environ, PYTHONUNBUFFERED='1')
-    res = subprocess.run([sys.executable, TRAIN] + args, cwd=cwd, env=env,
-                         capture_output=True, text=True, timeout=300)
-    out = res.stdout + res.stderr
-    assert res.returncode == 0, out[-6000:]
-    return out
+    return run_train(ROOT, args, cwd)
 
 
 def _cfg(tmp_path, data_root):
-    cfg = tmp_path / 'cfg.py'
     # no validation in these short runs (val_interval past the end)
-    cfg.write_text(
-        seg_cfg(osp.join(ROOT, 'configs', 'mambaout',
-                         'upernet_mambaout-femto_demo_ade-shapes.py'),
-                str(data_root / 'ade_shapes'), max_iters=4,
-                val_interval=100))
-    return str(cfg)
+    return write_seg_cfg(tmp_path, ROOT, data_root, max_iters=4)
 
 
 def test_resume_in_empty_work_dir_says_so(tmp_path, data_root):

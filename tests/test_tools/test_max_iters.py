@@ -4,16 +4,13 @@
 their old ends."""
 import copy
 import glob
-import os
 import os.path as osp
 import re
-import subprocess
-import sys
 
 import pytest
 import torch
 from mmengine.config import Config
-from tiny_demo_configs import seg_cfg
+from tiny_demo_configs import run_train, seg_cfg
 
 from mmssm.apis import rescale_schedule, unscaled_schedule_warning
 
@@ -127,13 +124,7 @@ def cfg_file(tmp_path_factory):
 
 
 def _train(args, cwd):
-    res = subprocess.run(
-        [sys.executable, osp.join(ROOT, 'tools', 'train.py')] + args,
-        cwd=cwd, env=dict(os.environ, PYTHONUNBUFFERED='1'),
-        capture_output=True, text=True, timeout=300)
-    out = res.stdout + res.stderr
-    assert res.returncode == 0, out[-4000:]
-    return out
+    return run_train(ROOT, args, cwd)
 
 
 def test_train_py_max_iters(cfg_file, tmp_path):
