@@ -106,9 +106,11 @@ def exclusive_threads():
             _ACTIVE -= 1
 
 
-def _mm_rows(x2, weight, bias, out, begin, end):
-    # grad mode is per thread: the pool's threads have it on
-    with torch.no_grad():
+def _mm_rows(x2, weight, bias, out, inference, begin, end):
+    # grad and inference modes are per thread: the pool's threads have grad
+    # on and inference mode off, and an inference tensor (``out`` under
+    # ``torch.inference_mode()``) may only be written in inference mode
+    with (torch.inference_mode() if inference else torch.no_grad()):
         _mm_rows_no_grad(x2, weight, bias, out, begin, end)
 
 
@@ -130,6 +132,7 @@ def parallel_linear(x: Tensor, weight: Tensor,
         return F.linear(x, weight, bias)
     x2 = x.reshape(rows, x.shape[-1])
     out = x.new_empty(rows, weight.shape[0])
-    run_parallel(_mm_rows, (x2, weight, bias, out), rows,
+    run_parallel(_mm_rows, (x2, weight, bias, out,
+                            torch.is_inference_mode_enabled()), rows,
                  min_items_per_thread=8)
     return out.view(*x.shape[:-1], weight.shape[0])

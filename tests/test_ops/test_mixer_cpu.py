@@ -324,6 +324,12 @@ def test_thread_helpers():
                     torch.testing.assert_close(
                         cpu_threads.parallel_linear(x, w, b),
                         F.linear(x, w, b))
+                # the pool's threads write inference tensors too (they are
+                # not in inference mode unless told)
+                with torch.inference_mode():
+                    torch.testing.assert_close(
+                        cpu_threads.parallel_linear(x, w, b),
+                        F.linear(x, w, b))
                 raise ValueError
         assert torch.get_num_threads() == 2
         assert cpu_threads.num_threads() == 2
