@@ -1,9 +1,11 @@
 """Selective-scan Triton kernels vs the reference under TRITON_INTERPRET=1.
 
 Run as a script by ``test_selective_scan_triton.py`` in a subprocess, because
-``TRITON_INTERPRET`` must be set before triton is imported. Prints one line per
-case and ``N cases passed, M failed``; exits 1 when a case fails.
+``TRITON_INTERPRET`` must be set before triton is imported. Prints the case
+names as one JSON line, then one JSON line per case with its status (see
+``main``); exits 1 when a case fails. The test counts the results itself.
 """
+import json
 import os
 import sys
 
@@ -67,17 +69,20 @@ CASES = [
 ]
 
 
-def main():
-    passed, failed = 0, 0
-    for name, mk, kw, block_d, *split in CASES:
-        t = make_inputs(batch=2, seed=passed + failed, **mk)
+def _table_case(index, mk, kw, block_d, split_l):
+    """A case of ``CASES``: inputs seeded with its index."""
+
+    def run():
+        t = make_inputs(batch=2, seed=index, **mk)
         want = run_scan(selective_scan_ref, t, **kw)
-        got = run_scan(triton_scan(block_d, split_l=(split or [None])[0]), t,
-                       **kw)
-        bad = compare(got, want)
-        print(name, 'ok' if not bad else bad)
-        passed, failed = passed + (not bad), failed + bool(bad)
-    # bf16 inputs: output in bf16, state in float32, looser tolerance.
+        got = run_scan(triton_scan(block_d, split_l=split_l), t, **kw)
+        return compare(got, want)
+
+    return run
+
+
+def bf16():
+    """bf16 inputs: output in bf16, state in float32, looser tolerance."""
     t = make_inputs(1, 8, 20, 4, 2, dtype=torch.bfloat16, seed=9)
     got = run_scan(triton_scan(), t)
     t32 = {k: None if v is None else v.detach().float().requires_grad_()
@@ -88,24 +93,48 @@ def main():
     bad = compare(got, want, rtol=3e-2, atol=5e-2)
     if got['y'].dtype != torch.bfloat16:
         bad.append(f"y dtype {got['y'].dtype}")
-    print('bf16', 'ok' if not bad else bad)
-    passed, failed = passed + (not bad), failed + bool(bad)
-    # The public op dispatches CPU tensors to Triton under the interpreter.
+    return bad
+
+
+def public_op_impl_triton():
+    """The public op dispatches CPU tensors to Triton under the
+    interpreter."""
     t = make_inputs(1, 4, 10, 2, seed=3)
     got = run_scan(lambda *a, **k: selective_scan(*a, impl='triton', **k), t)
-    want = run_scan(selective_scan_ref, t)
-    bad = compare(got, want)
-    print('public_op_impl_triton', 'ok' if not bad else bad)
-    passed, failed = passed + (not bad), failed + bool(bad)
-    # ... and passes split_l on (L = 300: 5 tiles of 64, 3 splits).
+    return compare(got, run_scan(selective_scan_ref, t))
+
+
+def public_op_split_l():
+    """... and passes split_l on (L = 300: 5 tiles of 64, 3 splits)."""
     t = make_inputs(1, 4, 300, 2, seed=4)
     got = run_scan(
         lambda *a, **k: selective_scan(*a, impl='triton', split_l=3, **k), t)
-    want = run_scan(selective_scan_ref, t)
-    bad = compare(got, want)
-    print('public_op_split_l', 'ok' if not bad else bad)
-    passed, failed = passed + (not bad), failed + bool(bad)
-    print(f'{passed} cases passed, {failed} failed')
+    return compare(got, run_scan(selective_scan_ref, t))
+
+
+def all_cases():
+    """[(name, function returning the list of mismatches)], in run order."""
+    cases = [(name, _table_case(i, mk, kw, block_d, (split or [None])[0]))
+             for i, (name, mk, kw, block_d, *split) in enumerate(CASES)]
+    return cases + [(fn.__name__, fn)
+                    for fn in (bf16, public_op_impl_triton, public_op_split_l)]
+
+
+def main():
+    """Print the case names as one JSON line, then one JSON line per case
+    (``case``, ``ok``, ``errors``; an exception counts as a failure and is
+    reported, the remaining cases still run). Returns 1 if any case failed."""
+    cases = all_cases()
+    print(json.dumps({'cases': [name for name, _ in cases]}), flush=True)
+    failed = 0
+    for name, fn in cases:
+        try:
+            bad = fn()
+        except Exception as exc:  # reported as a failed case
+            bad = [f'{type(exc).__name__}: {exc}']
+        failed += bool(bad)
+        print(json.dumps({'case': name, 'ok': not bad, 'errors': bad}),
+              flush=True)
     return 1 if failed else 0
 
 
