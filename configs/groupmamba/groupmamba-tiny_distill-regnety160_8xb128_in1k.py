@@ -17,7 +17,7 @@
 # averages the two heads' logits.
 _base_ = [
     'mmpretrain::_base_/datasets/imagenet_bs64_swin_224.py',
-    'mmpretrain::_base_/schedules/imagenet_bs1024_adamw_swin.py',
+    '../_base_/schedules/imagenet_adamw_300e.py',
     'mmpretrain::_base_/default_runtime.py'
 ]
 custom_imports = dict(
@@ -46,7 +46,7 @@ model = dict(
     ]))
 
 train_dataloader = dict(batch_size=128)
-optim_wrapper = dict(
-    clip_grad=dict(max_norm=5.0),
-    paramwise_cfg=dict(custom_keys={'A_logs': dict(decay_mult=0.0)}))
+# no weight decay on norms, biases and 1-D parameters, A_logs and Ds (the
+# optimizer constructor of _base_/schedules/imagenet_adamw_300e.py)
+optim_wrapper = dict(clip_grad=dict(max_norm=5.0))
 custom_hooks = [dict(type='EMAHook', momentum=1e-4, priority='ABOVE_NORMAL')]

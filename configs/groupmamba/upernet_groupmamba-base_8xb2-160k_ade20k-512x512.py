@@ -1,10 +1,6 @@
-# UperNet 160k with GroupMamba-B on ADE20K (recipe of the Tiny config).
+# UperNet 160k with GroupMamba-B on ADE20K: the recipe of the Tiny config with
+# the Base backbone.
 _base_ = ['./upernet_groupmamba-tiny_8xb2-160k_ade20k-512x512.py']
 custom_imports = dict(imports=['mmssm'], allow_failed_imports=False)
 
-pretrained = 'checkpoints/groupmamba_base.pth'
-model = dict(
-    backbone=dict(
-        arch='base', init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
-    decode_head=dict(in_channels=[96, 192, 424, 512]),
-    auxiliary_head=dict(in_channels=424))
+model = _base_.groupmamba_seg['base']

@@ -5,8 +5,4 @@
 _base_ = ['./upernet_groupmamba-tiny_8xb2-160k_ade20k-512x512.py']
 custom_imports = dict(imports=['mmssm'], allow_failed_imports=False)
 
-pretrained = 'checkpoints/groupmamba-ss2d4-tiny_in1k.pth'
-model = dict(
-    backbone=dict(
-        mixer='ss2d4',
-        init_cfg=dict(type='Pretrained', checkpoint=pretrained)))
+model = _base_.groupmamba_seg['ss2d4_tiny']

@@ -1,11 +1,12 @@
 # MambaOut-Tiny on ImageNet-1k, the paper's recipe (Table 5): 300 epochs,
 # batch 4096 (32 x 128), AdamW lr 4e-3 (batch/1024 x 1e-3), wd 0.05, 20 warm-up
 # epochs, cosine decay, RandAugment 9/0.5, Mixup 0.8, CutMix 1.0, random
-# erasing 0.25, label smoothing 0.1, peak drop path 0.2, no EMA, no clipping.
+# erasing 0.25, label smoothing 0.1, peak drop path 0.2, no EMA, no clipping;
+# no weight decay on norms and biases.
 
 _base_ = [
     'mmpretrain::_base_/datasets/imagenet_bs64_swin_224.py',
-    'mmpretrain::_base_/schedules/imagenet_bs1024_adamw_swin.py',
+    '../_base_/schedules/imagenet_adamw_300e.py',
     'mmpretrain::_base_/default_runtime.py'
 ]
 custom_imports = dict(imports=['mmssm', 'mmssm.cls'], allow_failed_imports=False)

@@ -1,12 +1,10 @@
 # Mask R-CNN 1x with MambaOut-Tiny on COCO (the author's dense recipe:
 # AdamW lr 1e-4, wd 0.05, batch 16, 12 epochs, per-stage output LayerNorm, no
-# layer decay, FP16 on GPU via `tools/train.py --amp`).
-# drop_path_rate: 0.3 for Tiny is the author's; 0.3 for Tiny is our choice
-# (the paper does not give it).
+# layer decay, drop_path_rate 0.3; FP16 on GPU via `tools/train.py --amp`).
 _base_ = [
     'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
     'mmdet::_base_/datasets/coco_instance.py',
-    'mmdet::_base_/schedules/schedule_1x.py',
+    '../_base_/schedules/adamw_1x.py',
     'mmdet::_base_/default_runtime.py',
     '../_base_/tta/det_tta.py'
 ]
@@ -26,14 +24,5 @@ model = dict(
         init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
     neck=dict(in_channels=[96, 192, 384, 576]))
 
-optim_wrapper = dict(
-    type='OptimWrapper',
-    optimizer=dict(
-        _delete_=True,
-        type='AdamW',
-        lr=1e-4,
-        betas=(0.9, 0.999),
-        weight_decay=0.05),
-    paramwise_cfg=dict(norm_decay_mult=0., bias_decay_mult=0.))
 # 8 GPUs x 2 images
 auto_scale_lr = dict(enable=False, base_batch_size=16)

@@ -1,6 +1,7 @@
 # UperNet 160k with MambaOut-Tiny on ADE20K (the author's recipe: AdamW lr
-# 1e-4, batch 16, 160k iterations, per-stage output LayerNorm, no layer decay).
-# drop_path_rate: 0.3 for Tiny is the author's; 0.3 for Tiny is our choice.
+# 1e-4, batch 16, 160k iterations, per-stage output LayerNorm, no layer decay,
+# drop_path_rate 0.3). No weight decay on norms and biases (mmssm's optimizer
+# constructor, layer decay 1).
 _base_ = [
     'mmseg::_base_/models/upernet_swin.py', 'mmseg::_base_/datasets/ade20k.py',
     'mmseg::_base_/default_runtime.py', 'mmseg::_base_/schedules/schedule_160k.py'
@@ -27,7 +28,9 @@ optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(
         type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
-    paramwise_cfg=dict(norm_decay_mult=0., bias_decay_mult=0.))
+    constructor='SSMLayerDecayOptimWrapperConstructor',
+    paramwise_cfg=dict(
+        layer_decay_rate=1.0, norm_decay_mult=0.0, flat_decay_mult=0.0))
 param_scheduler = [
     dict(
         type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500),

@@ -1,5 +1,5 @@
 # Mask R-CNN 1x with Vim-Ti on COCO (1333x800, 12 epochs, steps at 8 and 11,
-# AdamW lr 1e-4, wd 0.05, batch 16, the common 1x recipe of REFERENCE.md), the
+# AdamW lr 1e-4, wd 0.05, batch 16: _base_/schedules/adamw_1x.py), the
 # plain backbone's last layer made into a pyramid by the ViTDet simple
 # feature pyramid (5 levels for the RPN), layer-wise lr decay 0.837 as in the
 # Vim detection recipe. The paper has no Mask R-CNN 1x result for Vim: this is
@@ -7,7 +7,7 @@
 _base_ = [
     'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
     'mmdet::_base_/datasets/coco_instance.py',
-    'mmdet::_base_/schedules/schedule_1x.py',
+    '../_base_/schedules/adamw_1x.py',
     'mmdet::_base_/default_runtime.py',
     '../_base_/tta/det_tta.py'
 ]
@@ -35,17 +35,7 @@ model = dict(
         num_outs=5,
         norm_cfg=dict(type='LN2d', eps=1e-6)))
 
-optim_wrapper = dict(
-    type='OptimWrapper',
-    optimizer=dict(
-        _delete_=True,
-        type='AdamW',
-        lr=1e-4,
-        betas=(0.9, 0.999),
-        weight_decay=0.05),
-    constructor='SSMLayerDecayOptimWrapperConstructor',
-    paramwise_cfg=dict(
-        layer_decay_rate=0.837, norm_decay_mult=0.0, flat_decay_mult=0.0))
+optim_wrapper = dict(paramwise_cfg=dict(layer_decay_rate=0.837))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0,
          end=1000),

@@ -9,7 +9,7 @@
 # Measured: 74.2 M parameters (B 97.6 M, L 340.0 M).
 _base_ = [
     'mmpretrain::_base_/datasets/imagenet_bs64_swin_224.py',
-    'mmpretrain::_base_/schedules/imagenet_bs1024_adamw_swin.py',
+    '../_base_/schedules/imagenet_adamw_300e.py',
     'mmpretrain::_base_/default_runtime.py'
 ]
 custom_imports = dict(imports=['mmssm'], allow_failed_imports=False)
@@ -39,13 +39,7 @@ train_dataloader = dict(batch_size=128)
 optim_wrapper = dict(
     type='AmpOptimWrapper',
     dtype='bfloat16',
-    optimizer=dict(lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1),
-    constructor='SSMLayerDecayOptimWrapperConstructor',
-    paramwise_cfg=dict(
-        _delete_=True,
-        layer_decay_rate=1.0,
-        norm_decay_mult=0.0,
-        flat_decay_mult=0.0))
+    optimizer=dict(lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1))
 custom_hooks = [
     dict(type='SLWSHook', prob=0.5),
     dict(type='EMAHook', momentum=1e-4, priority='ABOVE_NORMAL')

@@ -7,7 +7,7 @@
 # parameters (paper: 7 M).
 _base_ = [
     'mmpretrain::_base_/datasets/imagenet_bs64_swin_224.py',
-    'mmpretrain::_base_/schedules/imagenet_bs1024_adamw_swin.py',
+    '../_base_/schedules/imagenet_adamw_300e.py',
     'mmpretrain::_base_/default_runtime.py'
 ]
 custom_imports = dict(imports=['mmssm'], allow_failed_imports=False)
@@ -30,13 +30,6 @@ model = dict(
     ]))
 
 train_dataloader = dict(batch_size=128)
-optim_wrapper = dict(
-    constructor='SSMLayerDecayOptimWrapperConstructor',
-    paramwise_cfg=dict(
-        _delete_=True,
-        layer_decay_rate=1.0,
-        norm_decay_mult=0.0,
-        flat_decay_mult=0.0))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-3, by_epoch=True, end=5,
          convert_to_iter_based=True),

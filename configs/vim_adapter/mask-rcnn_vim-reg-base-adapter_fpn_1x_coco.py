@@ -1,6 +1,6 @@
 # Mask R-CNN 1x on COCO with ViT-Adapter around Vim-Reg-B (Mamba-Reg-B: 768
 # wide, 24 layers, 12 registers), the recipe of ShuffleMamba's
-# Reg-Adapter-B detector (papers/shufflemamba-slws.txt, Table 4): 1333x800,
+# Reg-Adapter-B detector (ShuffleMamba paper, Table 4): 1333x800,
 # 12 epochs, steps at 8 and 11, AdamW lr 1e-4 wd 0.05, batch 16 (8 GPUs x 2),
 # 1000-iteration linear warm-up, layer-wise lr decay 0.9, backbone drop path
 # 0.3, no SLWS in fine-tuning; adapter with 12 deformable heads, 4 points,
@@ -13,7 +13,7 @@
 _base_ = [
     'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
     'mmdet::_base_/datasets/coco_instance.py',
-    'mmdet::_base_/schedules/schedule_1x.py',
+    '../_base_/schedules/adamw_1x.py',
     'mmdet::_base_/default_runtime.py',
     '../_base_/tta/det_tta.py'
 ]
@@ -51,17 +51,7 @@ model = dict(
         num_outs=5,
         norm_cfg=dict(type='SyncBN', requires_grad=True)))
 
-optim_wrapper = dict(
-    type='OptimWrapper',
-    optimizer=dict(
-        _delete_=True,
-        type='AdamW',
-        lr=1e-4,
-        betas=(0.9, 0.999),
-        weight_decay=0.05),
-    constructor='SSMLayerDecayOptimWrapperConstructor',
-    paramwise_cfg=dict(
-        layer_decay_rate=0.9, norm_decay_mult=0.0, flat_decay_mult=0.0))
+optim_wrapper = dict(paramwise_cfg=dict(layer_decay_rate=0.9))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0,
          end=1000),

@@ -1,6 +1,6 @@
 # UperNet 160k on ADE20K (512x512 crops) with ViT-Adapter around Vim-Reg-B
 # (Mamba-Reg-B), the ShuffleMamba Reg-Adapter-B segmentation recipe
-# (papers/shufflemamba-slws.txt, Table 3): AdamW lr 6e-5, wd 0.01 (no decay
+# (ShuffleMamba paper, Table 3): AdamW lr 6e-5, wd 0.01 (no decay
 # on norms, embeddings, registers, SSM A/D), batch 16 (8 GPUs x 2), linear
 # warm-up 1500 iterations then poly decay, backbone drop path 0.2, no layer
 # decay, no SLWS; adapter with 12 deformable heads, deform ratio 0.5, SyncBN;

@@ -74,6 +74,18 @@ def encode(value, where='cfg'):
                     f'({value!r})')
 
 
+def decode(value):
+    """Inverse of :func:`encode` (tuples back; non-finite floats stay
+    strings, none is in a config)."""
+    if isinstance(value, dict):
+        if set(value) == {'__tuple__'}:
+            return tuple(decode(v) for v in value['__tuple__'])
+        return {k: decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [decode(v) for v in value]
+    return value
+
+
 def resolve(rel_path):
     """The compared keys of one config, encoded (absent keys are left out)."""
     from mmengine.config import Config

@@ -1,4 +1,5 @@
-"""Layer-wise learning-rate decay for plain SSM backbones.
+"""Optimizer wrapper constructor of mmssm: layer-wise lr decay and the one
+no-weight-decay rule.
 
 Fine-tuning a pre-trained plain backbone (BEiT, Clark et al. ELECTRA; used by
 Vim for UperNet and ViTDet) scales the learning rate of depth ``d`` out of
@@ -6,14 +7,32 @@ Vim for UperNet and ViTDet) scales the learning rate of depth ``d`` out of
 learn slowest, the last layer almost at the base rate, the neck and heads
 (top depth) at the base rate.
 
-One constructor serves mmdet, mmseg and mmpretrain models: it asks the
-backbone for the depth of every parameter with mmpretrain's protocol
-``backbone.get_layer_depth(name, 'backbone.') -> (depth, num_depths)``
-(or ``model.get_layer_depth(name)`` for a bare backbone), and puts every
-parameter outside the backbone at the top depth. It also takes weight decay
-off the parameters that must not decay: the SSM parameters ``A_log``,
-``A_b_log``, ``D``, ``D_b`` (and anything flagged ``_no_weight_decay``),
-position embeddings and class tokens, norms and other 1-D parameters (biases).
+One constructor serves mmdet, mmseg and mmpretrain models and every mmssm
+backbone: it asks the backbone for the depth of every parameter with
+mmpretrain's protocol ``backbone.get_layer_depth(name, 'backbone.') ->
+(depth, num_depths)`` (or ``model.get_layer_depth(name)`` for a bare
+backbone), and puts every parameter outside the backbone at the top depth.
+Hierarchical backbones (MambaOut, GroupMamba) have no layer depths: they use
+it with ``layer_decay_rate=1`` (every parameter at the base lr), for the
+weight-decay rule alone.
+
+Weight decay, decided per parameter in this order (the first rule that
+applies):
+
+1. a parameter flagged ``param._no_weight_decay = True`` by the module that
+   creates it gets none. This flag is mmssm's one way to say "never decay
+   this tensor": the Mamba/SS2D mixers flag ``A_log``/``A_b_log``/``D``/
+   ``D_b`` and ``A_logs``/``Ds``; embeddings and tokens are flagged where
+   they are created;
+2. parameters of normalisation layers (BatchNorm, GroupNorm, LayerNorm and
+   their subclasses, modules whose class name ends in ``Norm``/``Norm2d``
+   such as RMSNorm) get ``norm_decay_mult`` (0 by default);
+3. other 1-D parameters (biases, ``skip_scale``, layer scales) get
+   ``flat_decay_mult`` (0 by default);
+4. everything else gets the optimizer's weight decay.
+
+``custom_keys`` (mmengine's option) then applies on top, for lr multipliers
+such as a faster head; mmssm's configs do not use it for weight decay.
 """
 from typing import Dict, List, Optional, Tuple
 
@@ -23,16 +42,26 @@ from mmengine.optim import DefaultOptimWrapperConstructor
 
 from mmssm.registry import register_optim_constructor
 
-__all__ = ['SSMLayerDecayOptimWrapperConstructor', 'NO_DECAY_NAMES']
+__all__ = ['SSMLayerDecayOptimWrapperConstructor', 'no_weight_decay']
 
-#: Parameter names (last component) that never get weight decay.
-NO_DECAY_NAMES = ('A_log', 'A_b_log', 'A_logs', 'D', 'D_b', 'Ds',
-                  'pos_embed', 'pos_embed_cls', 'cls_token', 'register_tokens',
-                  'absolute_pos_embed', 'level_embed')
+#: TRANSITIONAL: parameters created in backbone files that do not set the
+#: ``_no_weight_decay`` flag yet (Vim's position embeddings and tokens, the
+#: ViT-Adapter's level embedding, GroupMamba's ``skip_scale``). They are
+#: treated as flagged; this tuple goes once ``mmssm/models/backbones/vim.py``,
+#: ``vit_adapter.py`` and ``groupmamba.py`` flag them
+#: (``tests/test_engine/test_layer_decay.py`` reports which are still
+#: unflagged).
+_UNFLAGGED_BACKBONE_PARAMS = ('pos_embed', 'pos_embed_cls', 'cls_token',
+                              'register_tokens', 'level_embed', 'skip_scale')
 
 _NORM_TYPES = (nn.modules.batchnorm._BatchNorm,
                nn.modules.instancenorm._InstanceNorm, nn.GroupNorm,
                nn.LayerNorm)
+
+
+def no_weight_decay(param: nn.Parameter) -> bool:
+    """Whether ``param`` carries mmssm's no-weight-decay flag."""
+    return bool(getattr(param, '_no_weight_decay', False))
 
 
 def _is_norm(module: nn.Module) -> bool:
@@ -51,12 +80,14 @@ class SSMLayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     - ``norm_decay_mult`` (float): weight-decay multiplier of norm layers.
       Defaults to 0.
     - ``flat_decay_mult`` (float): weight-decay multiplier of the other 1-D
-      parameters (biases, ``D``). Defaults to 0.
-    - ``no_decay_names`` (Sequence[str]): last name components that get no
-      weight decay. Defaults to :data:`NO_DECAY_NAMES`.
+      parameters (biases, scales). Defaults to 0.
     - ``custom_keys`` (dict): ``{substring: dict(lr_mult=...,
       decay_mult=...)}`` applied on top (the longest matching key wins), as
       in mmengine.
+
+    Parameters flagged ``_no_weight_decay`` never decay (module docstring).
+    A model whose backbone has no ``get_layer_depth`` (a hierarchical
+    backbone) is accepted with ``layer_decay_rate=1`` only.
 
     Every parameter group holds the parameters of one (depth, lr, weight
     decay) combination and carries ``layer_id``, ``lr_scale`` and
@@ -69,7 +100,7 @@ class SSMLayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     """
 
     ALLOWED_KEYS = ('layer_decay_rate', 'norm_decay_mult', 'flat_decay_mult',
-                    'no_decay_names', 'custom_keys')
+                    'custom_keys')
 
     def __init__(self,
                  optim_wrapper_cfg: dict,
@@ -94,11 +125,10 @@ class SSMLayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         decay_rate = cfg.get('layer_decay_rate', 1.0)
         norm_mult = cfg.get('norm_decay_mult', 0.0)
         flat_mult = cfg.get('flat_decay_mult', 0.0)
-        no_decay_names = set(cfg.get('no_decay_names', NO_DECAY_NAMES))
         custom_keys = cfg.get('custom_keys', {})
         sorted_keys = sorted(sorted(custom_keys), key=len, reverse=True)
         base_wd = self.base_wd or 0.0
-        get_depth = self._depth_getter(module)
+        get_depth = self._depth_getter(module, decay_rate)
 
         norm_params = {
             id(p)
@@ -112,11 +142,10 @@ class SSMLayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             layer_id, num_depths = get_depth(name)
             lr_scale = decay_rate**(num_depths - 1 - layer_id)
             leaf = name.rsplit('.', 1)[-1]
-            if id(param) in norm_params:
-                decay_mult = norm_mult
-            elif leaf in no_decay_names or getattr(param, '_no_weight_decay',
-                                                   False):
+            if no_weight_decay(param) or leaf in _UNFLAGGED_BACKBONE_PARAMS:
                 decay_mult = 0.0
+            elif id(param) in norm_params:
+                decay_mult = norm_mult
             elif param.ndim <= 1:
                 decay_mult = flat_mult
             else:
@@ -145,8 +174,13 @@ class SSMLayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         self._log_groups(params, decay_rate)
 
     @staticmethod
-    def _depth_getter(model: nn.Module):
-        """``name -> (depth, num_depths)`` for ``model``."""
+    def _depth_getter(model: nn.Module, decay_rate: float = 1.0):
+        """``name -> (depth, num_depths)`` for ``model``.
+
+        The backbone's ``get_layer_depth`` when it has one (the model's own
+        for a bare backbone); without one, every parameter sits at depth 0 of
+        1, which only ``layer_decay_rate=1`` allows.
+        """
         backbone = getattr(model, 'backbone', None)
         if backbone is not None and hasattr(backbone, 'get_layer_depth'):
 
@@ -158,13 +192,18 @@ class SSMLayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
                 return depth, num_depths
 
             return get_depth
-        if hasattr(model, 'get_layer_depth'):
+        # mmpretrain's classifiers define get_layer_depth and raise inside it
+        # when their backbone has none: only a bare backbone's counts
+        if backbone is None and hasattr(model, 'get_layer_depth'):
             return model.get_layer_depth
+        if decay_rate == 1:
+            return lambda name: (0, 1)
+        owner = model if backbone is None else backbone
         raise TypeError(
-            f'{type(model).__name__} (and its backbone '
-            f'{type(backbone).__name__}) has no get_layer_depth(param_name, '
-            'prefix); SSMLayerDecayOptimWrapperConstructor needs a backbone '
-            'that defines it (e.g. mmssm Vim)')
+            f'{type(owner).__name__} has no get_layer_depth(param_name, '
+            f'prefix), so layer_decay_rate={decay_rate} cannot apply: '
+            'SSMLayerDecayOptimWrapperConstructor needs a backbone that '
+            'defines it (e.g. mmssm Vim) or layer_decay_rate=1')
 
     @staticmethod
     def _log_groups(groups: List[dict], decay_rate: float) -> None:
