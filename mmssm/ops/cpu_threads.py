@@ -25,10 +25,18 @@ import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
-    'run_parallel', 'num_threads', 'exclusive_threads', 'parallel_linear'
+    'run_parallel', 'num_threads', 'exclusive_threads', 'parallel_linear',
+    'launch_is_cheap'
 ]
 
 _EXECUTORS = {}
+# GNU OpenMP cannot start a parallel region in a process forked after the
+# parent used its team (the child waits for threads that were not copied;
+# torch's own operators hang there too): forked children keep the kernels on
+# the thread pool, which is built per process.
+_FORKED = []
+if hasattr(os, 'register_at_fork'):
+    os.register_at_fork(after_in_child=lambda: _FORKED.append(True))
 _STATE = threading.local()
 _LOCK = threading.Lock()
 _ACTIVE = 0
@@ -40,18 +48,40 @@ def num_threads() -> int:
     return getattr(_STATE, 'threads', None) or torch.get_num_threads()
 
 
+def launch_is_cheap() -> bool:
+    """Whether numba kernels run as parallel regions of torch's OpenMP team
+    (:mod:`mmssm.ops._omp_launch`: a launch costs microseconds, so even
+    light kernels are worth splitting) rather than on the thread pool."""
+    if _FORKED:
+        return False
+    try:
+        from . import _omp_launch
+    except ImportError:  # numba missing
+        return False
+    return _omp_launch.available()
+
+
 def run_parallel(kernel, args, num_items: int, min_items_per_thread: int = 1):
     """Run ``kernel(*args, begin, end)`` over ``num_items`` work items.
 
-    The items are split into up to :func:`num_threads` contiguous ranges,
-    run on a thread pool; the calling thread takes the first range itself.
-    Every range has finished (or failed) before this returns or raises.
+    The items are split into up to :func:`num_threads` contiguous ranges.
+    A numba kernel whose arguments are contiguous arrays and scalars runs
+    as a parallel region of torch's own OpenMP team
+    (:mod:`mmssm.ops._omp_launch`); anything else runs on a thread pool,
+    the calling thread taking the first range itself. Every range has
+    finished (or failed) before this returns or raises.
     """
     threads = max(1, min(num_threads(),
                          num_items // max(1, min_items_per_thread)))
     if threads == 1:
         kernel(*args, 0, num_items)
         return
+    if hasattr(kernel, 'py_func') and not _FORKED:  # a numba dispatcher
+        from ._omp_launch import launcher
+        launch = launcher(kernel, args)
+        if launch is not None:
+            launch(num_items, threads)
+            return
     # Keyed by pid too: a forked child has none of its parent's threads.
     key = (os.getpid(), threads)
     if key not in _EXECUTORS:

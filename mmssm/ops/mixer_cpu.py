@@ -36,7 +36,8 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor
 
-from .cpu_threads import num_threads, parallel_linear, run_parallel
+from .cpu_threads import (launch_is_cheap, num_threads, parallel_linear,
+                          run_parallel)
 from .scan_common import FAST_PATH_ENV, cpu_fast_path_allowed
 
 try:
@@ -45,10 +46,12 @@ except ImportError:  # numba missing: the layers keep their torch path
     _mixer_numba = None
 
 #: Elements below which the light kernels (conv, gate, add + RMSNorm) run on
-#: one thread: handing a few hundred microseconds of work to a second
-#: thread costs more than it saves, most of all while torch's OpenMP worker
-#: spins on the other core (measured on a 2-core machine: Vim-Ti at 224 on a
-#: loaded machine 98 ms with these kernels on two threads, 52 ms on one).
+#: one thread when the kernels go to mmssm's thread pool (no libgomp, or
+#: ``MMSSM_CPU_OMP=0``): handing a few hundred microseconds of work to a
+#: pool thread costs more than it saves, most of all while torch's OpenMP
+#: worker spins on the other core (measured on a 2-core machine: Vim-Ti at
+#: 224 on a loaded machine 98 ms with these kernels on two threads, 52 ms on
+#: one). Launched on torch's OpenMP team (the default), they are always split.
 SMALL_WORK = 1 << 19
 
 __all__ = [
@@ -186,7 +189,8 @@ def mamba_mixer_cpu_inference(x: Tensor,
     chunk = -(-chunk // 16) * 16
     nitems = nbatch * -(-dim // chunk)
     # the conv and the gate are light: threads only pay off for large maps
-    light = nitems if nbatch * length * dim < SMALL_WORK else 1
+    small = not launch_is_cheap() and nbatch * length * dim < SMALL_WORK
+    light = nitems if small else 1
     run_parallel(_mixer_numba.conv_silu,
                  (xs.numpy(), *conv, ndir, chunk, uf.numpy()), nitems,
                  min_items_per_thread=light)
@@ -232,6 +236,6 @@ def add_rmsnorm_cpu(hidden: Tensor, residual: Optional[Tensor],
                  (_np(h2), _np(r2), residual is not None,
                   _np(weight.detach().float().contiguous()), float(eps),
                   _np(res_out.view(-1, width)), _np(out.view(-1, width))),
-                 rows, min_items_per_thread=rows
-                 if rows * width < SMALL_WORK else 256)
+                 rows, min_items_per_thread=rows if rows * width < SMALL_WORK
+                 and not launch_is_cheap() else 256)
     return res_out, out

@@ -257,10 +257,12 @@ def test_cpu_autocast_keeps_the_torch_path(monkeypatch):
 
 
 def test_vim_on_exclusive_threads_equals_training_path(monkeypatch):
-    """Long sequences run on mmssm's threads alone (torch's set to one for
-    the pass, matrix products split by rows): same features, and torch's
-    thread count is restored afterwards."""
+    """Without torch's OpenMP team for the kernels (``MMSSM_CPU_OMP=0``),
+    long sequences run on mmssm's threads alone (torch's set to one for the
+    pass, matrix products split by rows): same features, and torch's thread
+    count is restored afterwards."""
     from mmssm.ops import cpu_threads
+    monkeypatch.setenv('MMSSM_CPU_OMP', '0')
     monkeypatch.setattr(Vim, '_EXCLUSIVE_MIN_TOKENS', 1)
     seen = []
     real = cpu_threads.parallel_linear
@@ -374,3 +376,67 @@ def test_vit_adapter_inference_equals_training_path(monkeypatch):
     for o, r in zip(out, ref):
         err = (o - r).abs().max() / r.abs().max()
         assert err < 1e-5, err
+
+
+def _record_ranges(out, width, flag, value, begin, end):
+    # every work item writes its own index, the flag and the value into its
+    # row: a range run twice, skipped or given the wrong arguments shows
+    for w in range(begin, end):
+        for j in range(width):
+            out[w, j] += w + 1
+        out[w, 0] += 1000 * flag + value
+
+
+def test_kernels_on_torchs_openmp_team(monkeypatch):
+    """numba kernels launched as parallel regions of torch's OpenMP team
+    (mmssm.ops._omp_launch): each work item exactly once, with its
+    arguments (arrays of any rank, bool, int, float) unpacked as given; the
+    fused Vim path gives the same features as on the thread pool; arguments
+    that cannot be passed (a non-contiguous array) keep the thread pool."""
+    numba = pytest.importorskip('numba')
+    from mmssm.ops import _omp_launch, cpu_threads
+    if not _omp_launch.available():
+        pytest.skip('torch does not use GNU OpenMP here')
+    kernel = numba.njit(_record_ranges)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for items in (1, 2, 7, 64):
+            out = np.zeros((items, 3), dtype=np.float32)
+            launch = _omp_launch.launcher(kernel, (out, 3, True, 0.25))
+            assert launch is not None
+            launch(items, 2)
+            expected = np.repeat(np.arange(1, items + 1, dtype=np.float32),
+                                 3).reshape(items, 3)
+            expected[:, 0] += 1000.25
+            np.testing.assert_array_equal(out, expected)
+        # through run_parallel, with False and a negative value
+        out = np.zeros((5, 4), dtype=np.float32)
+        cpu_threads.run_parallel(kernel, (out, 4, False, -2.0), 5)
+        assert (out[:, 1] == np.arange(1, 6)).all()
+        assert (out[:, 0] == np.arange(1, 6) - 2).all()
+        # a non-contiguous array cannot be unpacked: the thread pool runs it
+        strided = np.zeros((5, 8), dtype=np.float32)[:, ::2]
+        assert _omp_launch.launcher(kernel, (strided, 4, False, 0.0)) is None
+        cpu_threads.run_parallel(kernel, (strided, 4, False, 0.0), 5)
+        assert (strided[:, 2] == np.arange(1, 6)).all()
+        # the switch
+        monkeypatch.setenv('MMSSM_CPU_OMP', '0')
+        assert not cpu_threads.launch_is_cheap()
+        assert _omp_launch.launcher(kernel, (out, 4, False, 0.0)) is None
+        monkeypatch.delenv('MMSSM_CPU_OMP')
+        assert cpu_threads.launch_is_cheap()
+        # a whole Vim: team launches == thread pool == training path
+        model = _perturbed(
+            Vim(arch=dict(embed_dims=32, num_layers=2, d_state=4),
+                img_size=64, out_type='raw'), scale=0.05)
+        img = torch.randn(2, 3, 64, 64)
+        out_team, ref = _both_paths(model, img, monkeypatch=monkeypatch)
+        monkeypatch.setenv('MMSSM_CPU_OMP', '0')
+        with torch.no_grad():
+            out_pool = model(img)
+    finally:
+        torch.set_num_threads(threads)
+    torch.testing.assert_close(out_team[0], out_pool[0], rtol=0, atol=0)
+    err = (out_team[0] - ref[0]).abs().max() / ref[0].abs().max()
+    assert err < 1e-5, err

@@ -1,0 +1,205 @@
+"""Run numba kernels as parallel regions of torch's own OpenMP team.
+
+Why: torch's CPU operators run on a GNU OpenMP (libgomp) thread team whose
+workers spin for a while after each parallel region, waiting for the next
+one. A numba kernel that follows a torch operator on a thread of another pool
+shares its core with that spinning worker, and every hand-off to another pool
+costs tens of microseconds (a Python future, a condition variable). On a
+2-core machine this made Vim-Ti's scan slower on two threads than on one at
+224x224. Launched with ``GOMP_parallel`` on the team torch itself uses, a
+kernel runs on the threads that torch's next operator will use, while they
+are still awake, and a launch costs ~2 microseconds.
+
+How: the libgomp that torch loaded is found in ``/proc/self/maps`` and opened
+with ctypes (the same library, hence the same team). For every
+(kernel, argument types) pair a small numba ``cfunc`` trampoline is generated
+and compiled once per process: it unpacks the kernel's arguments from an
+int64/float64 block (array addresses and shapes, integers, floats), asks
+OpenMP for its thread number, and calls the kernel on its contiguous range
+of work items, exactly as the thread-pool path splits them. The kernel
+itself is the same compiled function as on the thread pool, so the results
+are identical.
+
+Only C-contiguous numpy arrays, bools, ints and floats are passed this way;
+any other argument (or no libgomp in the process, e.g. an LLVM/Intel OpenMP
+build of torch, or ``MMSSM_CPU_OMP=0``) makes :func:`launcher` return None,
+and :func:`mmssm.ops.cpu_threads.run_parallel` keeps its thread pool, as it
+does in forked children (GNU OpenMP cannot start a team there).
+numba kernels may not raise inside a trampoline: mmssm's kernels have no
+raising paths (no bounds checks, ``error_model='numpy'`` or no division).
+"""
+import ctypes
+import os
+import threading
+
+import numpy as np
+from numba import carray, cfunc, njit, types  # noqa: F401 (generated code)
+from numba.extending import intrinsic
+
+from . import _numba_env  # noqa: F401  (numba's code-generation setting)
+
+#: ``MMSSM_CPU_OMP=0`` keeps the kernels on mmssm's thread pool.
+OMP_ENV = 'MMSSM_CPU_OMP'
+
+_LOCK = threading.Lock()
+_TRAMPOLINES = {}
+_GOMP = []  # [library or None], resolved once
+
+
+@intrinsic
+def _as_voidptr(typingctx, addr):
+    """An int64 address as a ``void*`` (for ``numba.carray``)."""
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], context.get_value_type(types.voidptr))
+
+    return types.voidptr(types.int64), codegen
+
+
+def _libgomp():
+    """The libgomp torch loaded (ctypes handle with typed entry points), or
+    None."""
+    if _GOMP:
+        return _GOMP[0]
+    lib = None
+    try:
+        import torch  # noqa: F401  (loads torch's OpenMP runtime)
+        with open('/proc/self/maps') as f:
+            paths = sorted({
+                line.split()[-1]
+                for line in f if 'libgomp' in line.rsplit('/', 1)[-1]
+                and line.split()[-1].startswith('/')
+            })
+        if len(paths) == 1:  # two runtimes: no way to know which is torch's
+            cand = ctypes.CDLL(paths[0])
+            cand.GOMP_parallel.argtypes = [
+                ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint
+            ]
+            cand.GOMP_parallel.restype = None
+            for name in ('omp_get_thread_num', 'omp_get_num_threads'):
+                fn = getattr(cand, name)
+                fn.argtypes = []
+                fn.restype = ctypes.c_int
+            lib = cand
+    except (OSError, AttributeError):
+        lib = None
+    _GOMP.append(lib)
+    return lib
+
+
+def _arg_kind(arg):
+    """('a', dtype, ndim) / ('b',) / ('i',) / ('f',), or None if the argument
+    cannot go through a trampoline."""
+    if isinstance(arg, np.ndarray):
+        if not arg.flags.c_contiguous or arg.dtype.kind not in 'fiub':
+            return None
+        return ('a', arg.dtype.str, arg.ndim)
+    if isinstance(arg, (bool, np.bool_)):
+        return ('b', )
+    if isinstance(arg, (int, np.integer)):
+        return ('i', )
+    if isinstance(arg, (float, np.floating)):
+        return ('f', )
+    return None
+
+
+def _build(kernel, kinds):
+    """Generate and compile the trampoline of ``kernel`` for ``kinds``."""
+    lib = _libgomp()
+    lines = ['def trampoline(data):']
+    nint = 2  # [0]: address of the float block, [1]: number of work items
+    nflt = 0
+    names = []
+    body = []
+    for k, kind in enumerate(kinds):
+        name = f'a{k}'
+        names.append(name)
+        if kind[0] == 'a':
+            _, dtype, ndim = kind
+            shape = ', '.join(f'ib[{nint + 1 + d}]' for d in range(ndim))
+            body.append(f'    {name} = carray(_as_voidptr(ib[{nint}]), '
+                        f'({shape},), dtype=np.dtype("{dtype}"))')
+            nint += 1 + ndim
+        elif kind[0] == 'b':
+            body.append(f'    {name} = ib[{nint}] != 0')
+            nint += 1
+        elif kind[0] == 'i':
+            body.append(f'    {name} = ib[{nint}]')
+            nint += 1
+        else:
+            body.append(f'    {name} = fb[{nflt}]')
+            nflt += 1
+    lines.append(f'    ib = carray(data, {nint}, dtype=np.int64)')
+    if nflt:
+        lines.append(f'    fb = carray(_as_voidptr(ib[0]), {nflt}, '
+                     'dtype=np.float64)')
+    lines += [
+        '    nthr = _num_threads()', '    tid = _thread_num()',
+        '    items = ib[1]', '    begin = items * tid // nthr',
+        '    end = items * (tid + 1) // nthr', *body, '    if begin < end:',
+        f'        _kernel({", ".join(names + ["begin", "end"])})'
+    ]
+    scope = dict(
+        carray=carray,
+        np=np,
+        _as_voidptr=_as_voidptr,
+        _num_threads=lib.omp_get_num_threads,
+        _thread_num=lib.omp_get_thread_num,
+        _kernel=kernel)
+    exec(compile('\n'.join(lines), f'<mmssm trampoline {kernel.__name__}>',
+                 'exec'), scope)
+    compiled = cfunc(types.void(types.voidptr))(scope['trampoline'])
+    return compiled, nint, nflt
+
+
+def available() -> bool:
+    """Whether kernels can be launched on torch's OpenMP team here."""
+    return os.environ.get(OMP_ENV, '1') != '0' and _libgomp() is not None
+
+
+def launcher(kernel, args):
+    """A callable ``launch(num_items, threads)`` that runs
+    ``kernel(*args, begin, end)`` over the work items on ``threads`` threads
+    of torch's OpenMP team, or None where that is not possible (see the
+    module docstring)."""
+    if not hasattr(kernel, 'py_func') or not available():
+        return None
+    kinds = []
+    for arg in args:
+        kind = _arg_kind(arg)
+        if kind is None:
+            return None
+        kinds.append(kind)
+    key = (kernel, tuple(kinds))
+    entry = _TRAMPOLINES.get(key)
+    if entry is None:
+        with _LOCK:
+            entry = _TRAMPOLINES.get(key)
+            if entry is None:
+                entry = _TRAMPOLINES[key] = _build(kernel, kinds)
+    compiled, nint, nflt = entry
+    ib = np.zeros(nint, dtype=np.int64)
+    fb = np.zeros(max(nflt, 1), dtype=np.float64)
+    ib[0] = fb.ctypes.data
+    i, f = 2, 0
+    for arg, kind in zip(args, kinds):
+        if kind[0] == 'a':
+            ib[i] = arg.ctypes.data
+            ib[i + 1:i + 1 + arg.ndim] = arg.shape
+            i += 1 + arg.ndim
+        elif kind[0] == 'f':
+            fb[f] = arg
+            f += 1
+        else:
+            ib[i] = int(arg)
+            i += 1
+    gomp = _libgomp()
+
+    def launch(num_items, threads):
+        ib[1] = num_items
+        # ctypes releases the GIL for the call; ``args`` (and the blocks)
+        # stay referenced until it returns
+        gomp.GOMP_parallel(compiled.address, ib.ctypes.data, threads, 0)
+        return args, fb  # referenced here: alive until the call returned
+
+    return launch
