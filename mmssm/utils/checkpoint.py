@@ -76,6 +76,98 @@ def _kind_of_unreadable(path: str, head: bytes) -> str:
                 f'with {head[:8]!r})')
 
 
+def load_checkpoint_file(path: str, map_location: str = 'cpu',
+                         mmap: bool = False):
+    """Load a checkpoint file, with one clear error when it is unusable.
+
+    Local files are checked first (missing, a directory, empty, a text file,
+    a truncated archive or pickle stream, objects refused by
+    ``weights_only=True``: a :class:`CheckpointError` naming the file and the
+    problem) and loaded with ``torch.load(weights_only=True)`` as mmengine's
+    ``load_from`` does (see :func:`mmssm.utils.register_torch_safe_globals`,
+    which lets the ``argparse.Namespace`` of official Vim files through);
+    ``.safetensors`` files are read with the ``safetensors`` package. Remote
+    checkpoints (URLs, ``open-mmlab://`` ...) go through mmengine's
+    ``CheckpointLoader``.
+
+    Args:
+        path (str): The checkpoint.
+        map_location (str): Device of the tensors. Defaults to ``'cpu'``.
+        mmap (bool): Memory-map torch's zip checkpoints (read only what is
+            touched). Defaults to False.
+
+    Returns:
+        The loaded object (usually a dict).
+    """
+    import os
+    import os.path as osp
+    if '://' in path:
+        from mmengine.runner.checkpoint import CheckpointLoader
+        return CheckpointLoader.load_checkpoint(
+            path, map_location=map_location)
+    if not osp.exists(path):
+        raise CheckpointError(f'checkpoint {path!r} not found')
+    if osp.isdir(path):
+        raise CheckpointError(
+            f'checkpoint {path!r} is a directory, not a checkpoint file')
+    size = os.path.getsize(path)
+    if size == 0:
+        raise CheckpointError(
+            f'checkpoint {path!r} is an empty file (0 bytes), not a checkpoint')
+    if path.endswith('.safetensors'):
+        try:
+            from safetensors.torch import load_file
+        except ImportError:
+            raise CheckpointError(
+                f'reading {path!r} needs the safetensors package: pip '
+                'install safetensors') from None
+        try:
+            return load_file(path, device=str(map_location))
+        except Exception as e:  # noqa: BLE001
+            raise CheckpointError(
+                f'checkpoint {path!r} ({size} bytes) is not a readable '
+                f'safetensors file ({type(e).__name__}: '
+                f'{str(e).strip()[:160]})') from None
+    try:
+        with open(path, 'rb') as f:
+            head = f.read(64)
+    except OSError as e:
+        raise CheckpointError(f'checkpoint {path!r} cannot be read: '
+                              f'{e.strerror or e}') from None
+    if not (head.startswith(b'PK\x03\x04') or head[:1] == b'\x80'):
+        # neither torch's zip format nor a (legacy) pickle stream
+        raise CheckpointError(f'checkpoint {path!r} ({size} bytes) is '
+                              f'{_kind_of_unreadable(path, head)}')
+    from mmssm.utils.setup_env import register_torch_safe_globals
+    register_torch_safe_globals()
+    try:
+        try:
+            return torch.load(
+                path,
+                map_location=map_location,
+                weights_only=True,
+                mmap=mmap and head.startswith(b'PK\x03\x04'))
+        except RuntimeError as e:
+            if not mmap or 'mmap' not in str(e):
+                raise
+            return torch.load(path, map_location=map_location,
+                              weights_only=True)
+    except Exception as e:  # noqa: BLE001 (torch raises many kinds)
+        if isinstance(e, __import__('pickle').UnpicklingError) and \
+                'Weights only load failed' in str(e):
+            first = str(e).strip().splitlines()
+            reason = next((ln for ln in first if 'Unsupported' in ln),
+                          first[0] if first else '')
+            raise CheckpointError(
+                f'checkpoint {path!r} holds objects torch refuses to load '
+                f'with weights_only=True ({reason.strip()[:200]})') from None
+        detail = (str(e).strip().splitlines() or [''])[0].split('. ')[0]
+        raise CheckpointError(
+            f'checkpoint {path!r} ({size} bytes) is '
+            f'{_kind_of_unreadable(path, head)} ({type(e).__name__}: '
+            f'{detail[:160]})') from None
+
+
 def read_checkpoint_shapes(path: str,
                            keys: Sequence[str] = ('state_dict', )
                            ) -> Dict[str, torch.Size]:
@@ -84,7 +176,7 @@ def read_checkpoint_shapes(path: str,
     Meant to run before a model or dataset is built: the zip checkpoints of
     torch are memory-mapped, so only the header and the pickled structure are
     read. Loads with ``weights_only=True`` as mmengine's ``load_from`` does
-    (see :func:`mmssm.utils.register_torch_safe_globals`).
+    (see :func:`load_checkpoint_file`).
 
     Args:
         path (str): A local checkpoint file.
@@ -102,51 +194,7 @@ def read_checkpoint_shapes(path: str,
             wrong with it (missing, a directory, empty, a text file, a
             truncated archive, no state dict inside).
     """
-    import os
-    import os.path as osp
-    if not osp.exists(path):
-        raise CheckpointError(f'checkpoint {path!r} not found')
-    if osp.isdir(path):
-        raise CheckpointError(
-            f'checkpoint {path!r} is a directory, not a checkpoint file')
-    size = os.path.getsize(path)
-    if size == 0:
-        raise CheckpointError(
-            f'checkpoint {path!r} is an empty file (0 bytes), not a checkpoint')
-    try:
-        with open(path, 'rb') as f:
-            head = f.read(64)
-    except OSError as e:
-        raise CheckpointError(f'checkpoint {path!r} cannot be read: '
-                              f'{e.strerror or e}') from None
-    if not (head.startswith(b'PK\x03\x04') or head[:1] == b'\x80'):
-        # neither torch's zip format nor a (legacy) pickle stream
-        raise CheckpointError(f'checkpoint {path!r} ({size} bytes) is '
-                              f'{_kind_of_unreadable(path, head)}')
-    from mmssm.utils.setup_env import register_torch_safe_globals
-    register_torch_safe_globals()
-    try:
-        try:
-            ckpt = torch.load(path, map_location='cpu', weights_only=True,
-                              mmap=head.startswith(b'PK\x03\x04'))
-        except RuntimeError as e:
-            if 'mmap' not in str(e):
-                raise
-            ckpt = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e:  # noqa: BLE001 (torch raises many kinds)
-        if isinstance(e, __import__('pickle').UnpicklingError) and \
-                'Weights only load failed' in str(e):
-            first = str(e).strip().splitlines()
-            reason = next((ln for ln in first if 'Unsupported' in ln),
-                          first[0] if first else '')
-            raise CheckpointError(
-                f'checkpoint {path!r} holds objects torch refuses to load '
-                f'with weights_only=True ({reason.strip()[:200]})') from None
-        detail = (str(e).strip().splitlines() or [''])[0].split('. ')[0]
-        raise CheckpointError(
-            f'checkpoint {path!r} ({size} bytes) is '
-            f'{_kind_of_unreadable(path, head)} ({type(e).__name__}: '
-            f'{detail[:160]})') from None
+    ckpt = load_checkpoint_file(path, mmap=True)
     try:
         state_dict = unwrap_state_dict(ckpt, keys)
     except (TypeError, KeyError) as e:
@@ -199,3 +247,188 @@ def describe_mismatch(diff: Dict[str, list], limit: int = 8) -> str:
                 for k, c, m in diff['mismatched']
             ]))
     return '\n'.join(lines)
+
+
+# ---------------------------------------------------------------------------
+# The one way weights reach an mmssm model: strict loading of a checkpoint
+# whose official/timm layout the model converts in its load_state_dict
+# pre-hook, and the converter CLIs' shared load -> unwrap -> convert -> save.
+# ---------------------------------------------------------------------------
+def apply_checkpoint_conversions(model: torch.nn.Module,
+                                 state_dict: Dict[str, torch.Tensor]) -> list:
+    """Run the layout conversions of ``model`` on ``state_dict`` in place.
+
+    Every module of ``model`` with a ``convert_checkpoint(state_dict,
+    prefix)`` method (every mmssm backbone, see
+    :class:`mmssm.models.backbones.base.BaseBackbone`) converts the keys
+    under its prefix, parents before children, as their
+    ``load_state_dict`` pre-hooks do when the dict is loaded. The
+    conversions are idempotent, so loading the result converts nothing
+    more.
+
+    Returns:
+        list[str]: Keys of ``model`` that the detected source layout does not
+        have by design (e.g. MambaOut's extra output norms, absent from the
+        official classifier); they keep their initialisation and are not
+        reported as missing.
+    """
+    absent = []
+    for name, module in model.named_modules():
+        convert = getattr(module, 'convert_checkpoint', None)
+        if callable(convert):
+            prefix = name + '.' if name else ''
+            absent += [prefix + k for k in (convert(state_dict, prefix) or [])]
+    return absent
+
+
+def _guess_prefix(state_dict: Dict[str, torch.Tensor],
+                  model_keys: Sequence[str]) -> str:
+    """``'backbone.'`` when the checkpoint's ``backbone.`` part fits the
+    model's names better than the names as they are, else ``''``."""
+    own = set(model_keys)
+    as_is = sum(k in own for k in state_dict)
+    stripped = sum(
+        k[len('backbone.'):] in own for k in state_dict
+        if k.startswith('backbone.'))
+    return 'backbone.' if stripped > as_is else ''
+
+
+def load_pretrained(model: torch.nn.Module,
+                    checkpoint: str,
+                    prefix: str = None,
+                    strict: bool = True,
+                    map_location: str = 'cpu',
+                    keys: Sequence[str] = DEFAULT_KEYS,
+                    logger='current') -> Dict[str, list]:
+    """Load a checkpoint into an mmssm backbone, strictly by default.
+
+    What ``init_cfg=dict(type='Pretrained', checkpoint=..., prefix=...,
+    strict=...)`` of every mmssm backbone runs (mmengine's own
+    ``PretrainedInit`` loads with ``strict=False`` and only logs a wrong
+    checkpoint):
+
+    1. the file is read by :func:`load_checkpoint_file` (one clear error for
+       a missing, truncated or foreign file);
+    2. the weights are taken from the first of ``keys`` present (official
+       releases keep them under ``'model'``/``'model_ema'``);
+    3. ``prefix`` keeps the keys under it (stripped); ``None`` takes the
+       ``backbone.`` part of a detector/segmentor/classifier checkpoint when
+       its names fit the model better than the names as they are;
+    4. the model converts official/timm layouts
+       (:func:`apply_checkpoint_conversions`, the code of its
+       ``load_state_dict`` pre-hook);
+    5. with ``strict=True`` any missing, unexpected or shape-mismatched key
+       stops with one :class:`CheckpointError` naming them all; with
+       ``strict=False`` the weights that fit are loaded and the others are
+       logged as a warning.
+
+    Args:
+        model (nn.Module): The backbone.
+        checkpoint (str): Path or URL.
+        prefix (str, optional): See above. Defaults to None.
+        strict (bool): Defaults to True.
+        map_location (str): Defaults to ``'cpu'``.
+        keys (Sequence[str]): Entries holding the weights, in order of
+            preference. Defaults to ``('state_dict', 'model', 'model_ema')``.
+        logger: mmengine logger (name). Defaults to ``'current'``.
+
+    Returns:
+        dict: ``missing``, ``unexpected``, ``mismatched`` (empty when strict)
+        and ``absent_by_design`` key lists.
+    """
+    from mmengine.logging import print_log
+    name = type(model).__name__
+    ckpt = load_checkpoint_file(checkpoint, map_location=map_location)
+    try:
+        state_dict = unwrap_state_dict(ckpt, keys)
+    except (TypeError, KeyError) as e:
+        raise CheckpointError(
+            f'checkpoint {checkpoint!r} holds no state dict: {e}') from None
+    own = model.state_dict()
+    if prefix is None:
+        prefix = _guess_prefix(state_dict, list(own))
+    if prefix:
+        state_dict = OrderedDict((k[len(prefix):], v)
+                                 for k, v in state_dict.items()
+                                 if k.startswith(prefix))
+    if not state_dict:
+        raise CheckpointError(
+            f'checkpoint {checkpoint!r} holds no weights for {name}'
+            + (f' (no key starts with {prefix!r})' if prefix else ''))
+    try:
+        absent = apply_checkpoint_conversions(model, state_dict)
+    except (KeyError, ValueError) as e:
+        msg = e.args[0] if e.args else str(e)
+        raise CheckpointError(
+            f'checkpoint {checkpoint!r} cannot be loaded into {name}: '
+            f'{msg}') from None
+    diff = compare_state_dict_shapes(
+        {k: v.shape for k, v in own.items() if k not in absent},
+        {k: v.shape for k, v in state_dict.items()})
+    if any(diff.values()):
+        text = describe_mismatch(diff)
+        if strict:
+            raise CheckpointError(
+                f'checkpoint {checkpoint!r} does not fit {name} (loaded '
+                f'strictly; init_cfg strict=False loads the weights that '
+                f'fit):\n{text}')
+        print_log(
+            f'{name}: strict=False: loading the weights of {checkpoint!r} '
+            f'that fit; not loaded:\n{text}',
+            logger=logger,
+            level=30)
+        for key, _, _ in diff['mismatched']:
+            del state_dict[key]
+        for key in diff['unexpected']:
+            del state_dict[key]
+    model.load_state_dict(state_dict, strict=False)
+    if absent:
+        print_log(
+            f'{name}: {len(absent)} weights are not part of the checkpoint '
+            f'layout and keep their initialisation: {sorted(absent)}',
+            logger=logger,
+            level=20)
+    print_log(
+        f'{name}: loaded {len(state_dict)} tensors from {checkpoint}'
+        + (f' (keys under {prefix!r})' if prefix else ''),
+        logger=logger,
+        level=20)
+    return dict(diff, absent_by_design=absent)
+
+
+def convert_checkpoint_file(src: str,
+                            dst: str,
+                            convert,
+                            keys: Sequence[str] = DEFAULT_KEYS,
+                            use_ema: bool = False,
+                            meta: dict = None) -> Dict[str, torch.Tensor]:
+    """What every ``tools/model_converters/*2mmssm.py`` does.
+
+    Load ``src`` (:func:`load_checkpoint_file`), unwrap its weights
+    (:func:`unwrap_state_dict` with ``keys`` / ``use_ema``), convert them with
+    ``convert(state_dict) -> state_dict`` and save ``{'meta': ...,
+    'state_dict': ...}`` to ``dst`` (its folder is created).
+
+    Raises:
+        SystemExit: With one line naming ``src`` and the problem (unusable
+            file, no state dict, keys the conversion does not know).
+    """
+    import os
+    import os.path as osp
+    try:
+        state_dict = unwrap_state_dict(
+            load_checkpoint_file(src), keys, use_ema=use_ema)
+        converted = convert(state_dict)
+    except CheckpointError as e:
+        raise SystemExit(f'error: {e}') from None
+    except (KeyError, ValueError, TypeError) as e:
+        msg = e.args[0] if e.args else str(e)
+        raise SystemExit(f'error: cannot convert {src!r}: {msg}') from None
+    if osp.dirname(dst):
+        os.makedirs(osp.dirname(dst), exist_ok=True)
+    torch.save(
+        dict(meta=dict(meta or {}, converted_from=src), state_dict=converted),
+        dst)
+    print(f'{len(state_dict)} tensors of {src} converted to '
+          f'{len(converted)} tensors in {dst}')
+    return converted

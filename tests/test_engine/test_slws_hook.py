@@ -10,6 +10,7 @@ from mmengine.logging import MessageHub, MMLogger
 import mmssm  # noqa: F401
 from mmssm.engine.hooks import SLWSHook
 from mmssm.models.backbones import Vim
+from mmssm.models.backbones.base import PlainBackboneMixin
 
 
 class TokenMLP(nn.Module):
@@ -32,17 +33,38 @@ class CumsumLayer(nn.Module):
         return residual.cumsum(1), residual
 
 
-class Stack(nn.Module):
+class Stack(PlainBackboneMixin, nn.Module):
+    """A token stack implementing the plain-backbone interface (its
+    "images" are already tokens: one token per pixel of a 1 x L grid)."""
 
-    def __init__(self, layers):
+    with_cp = False
+    in_channels = token_stride = 1
+
+    def __init__(self, layers, dim=4):
         super().__init__()
+        self.embed_dims = dim
         self.layers = nn.ModuleList(layers)
+        self.num_layers = len(self.layers)
+
+    def grid_size(self, h, w):
+        return h, w
+
+    def prepare_tokens(self, x):
+        return x, (1, x.shape[1]), None
+
+    def token_layout(self, grid, device=None):
+        index = torch.arange(grid[0] * grid[1], device=device)
+        return index, index[:0]
+
+    def final_stream_norm(self, stream):
+        return stream
 
     def forward(self, x):
-        hidden, residual = x, None
-        for layer in self.layers:
-            hidden, residual = layer(hidden, residual)
-        return hidden + residual
+        hidden, _, _ = self.prepare_tokens(x)
+        residual = None
+        for index in range(self.num_layers):
+            hidden, residual = self.run_layer(index, hidden, residual)
+        return self.final_stream_norm(hidden + residual)
 
 
 def test_equivariant_stack_unchanged_when_every_layer_shuffles():
@@ -161,7 +183,8 @@ def test_runner_integration_logs_fire_rate():
     assert 'over 200 iterations' in hook.summary()
     hook.after_train(runner)
     assert not hook._handles
-    with pytest.raises(TypeError, match='layers'):
+    with pytest.raises(TypeError, match=r"Linear lacks \['embed_dims', "
+                       r"'in_channels', 'num_layers', 'layers'"):
         hook.attach(nn.Linear(2, 2))
     with pytest.raises(ValueError, match='prob'):
         SLWSHook(prob=1.5)

@@ -15,14 +15,9 @@ checkpoint=...)`` of ``GroupMamba``). ``--keep cls`` keeps the class block
 dist_fc}.*`` of ``GroupMambaDistHead``).
 """
 import argparse
-import os
-import os.path as osp
-
-import torch
-from mmengine.runner.checkpoint import CheckpointLoader
 
 from mmssm.models.backbones.groupmamba import EMA_FIRST, convert_groupmamba
-from mmssm.utils.checkpoint import unwrap_state_dict
+from mmssm.utils.checkpoint import convert_checkpoint_file
 
 __all__ = ['convert_groupmamba', 'main']
 
@@ -39,18 +34,14 @@ def main(argv=None):
         help='keep the class block (cls) or the class block and both heads '
         '(heads); dense prediction needs neither')
     args = parser.parse_args(argv)
-
-    checkpoint = CheckpointLoader.load_checkpoint(args.src, map_location='cpu')
-    state_dict = convert_groupmamba(
-        unwrap_state_dict(checkpoint, EMA_FIRST),
-        with_cls_block=args.keep in ('cls', 'heads'),
-        with_heads=args.keep == 'heads')
-    if osp.dirname(args.dst):
-        os.makedirs(osp.dirname(args.dst), exist_ok=True)
-    torch.save(
-        dict(state_dict=state_dict, meta=dict(converted_from=args.src)),
-        args.dst)
-    print(f'{len(state_dict)} tensors written to {args.dst}')
+    convert_checkpoint_file(
+        args.src,
+        args.dst,
+        lambda state_dict: convert_groupmamba(
+            state_dict,
+            with_cls_block=args.keep in ('cls', 'heads'),
+            with_heads=args.keep == 'heads'),
+        keys=EMA_FIRST)
 
 
 if __name__ == '__main__':

@@ -8,8 +8,9 @@ Usage::
 
 The official files are dicts with ``'model'`` (and ``'model_ema'``,
 ``'optimizer'``, ``'args'`` holding an ``argparse.Namespace`` ...); they are
-loaded with mmengine's ``CheckpointLoader`` (``torch.load`` with
-``weights_only=True`` and the safe globals registered by ``import mmssm``).
+loaded by :func:`mmssm.utils.checkpoint.load_checkpoint_file` (``torch.load``
+with ``weights_only=True`` and the safe globals of
+:func:`mmssm.utils.register_torch_safe_globals`).
 The output ``{'meta': ..., 'state_dict': ...}`` is in the mmpretrain
 ``ImageClassifier`` layout (``backbone.*`` for :class:`mmssm.models.Vim`,
 ``head.fc.*`` for ``LinearClsHead``): use it as ``load_from`` of the
@@ -24,15 +25,10 @@ way for ``Vim(arch='reg-*')``; their classifier ``neck``/``norm_neck`` become
 ``head.neck``/``head.norm_neck`` (no mmpretrain head reads them).
 """
 import argparse
-import os
-import os.path as osp
+from collections import OrderedDict
 
-import torch
-from mmengine.runner.checkpoint import CheckpointLoader
-
-import mmssm  # noqa: F401  (torch safe globals for the official files)
 from mmssm.models.backbones.vim import convert_vim
-from mmssm.utils.checkpoint import unwrap_state_dict
+from mmssm.utils.checkpoint import convert_checkpoint_file
 
 __all__ = ['convert_vim', 'main']
 
@@ -48,17 +44,14 @@ def main(argv=None):
         '--no-head', action='store_true', help='drop the classifier head')
     args = parser.parse_args(argv)
 
-    checkpoint = CheckpointLoader.load_checkpoint(args.src, map_location='cpu')
-    state_dict = convert_vim(unwrap_state_dict(checkpoint, use_ema=args.ema))
-    if args.no_head:
-        state_dict = type(state_dict)(
-            (k, v) for k, v in state_dict.items() if not k.startswith('head.'))
-    if osp.dirname(args.dst):
-        os.makedirs(osp.dirname(args.dst), exist_ok=True)
-    torch.save(
-        dict(state_dict=state_dict, meta=dict(converted_from=args.src)),
-        args.dst)
-    print(f'{len(state_dict)} tensors written to {args.dst}')
+    def convert(state_dict):
+        out = convert_vim(state_dict)
+        if args.no_head:
+            out = OrderedDict(
+                (k, v) for k, v in out.items() if not k.startswith('head.'))
+        return out
+
+    convert_checkpoint_file(args.src, args.dst, convert, use_ema=args.ema)
 
 
 if __name__ == '__main__':

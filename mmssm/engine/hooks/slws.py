@@ -13,7 +13,10 @@ and registers are shuffled with the patches. Never active in eval.
 The hook does not change the backbone: it registers a forward pre-hook
 (permute every token tensor of the layer's inputs, e.g. ``hidden`` and
 ``residual`` of a Vim layer) and a forward hook (restore the order of every
-token tensor of its outputs) on each module of ``backbone.layers``.
+token tensor of its outputs) on each module of ``backbone.layers``. It works
+with any backbone implementing the public plain-backbone interface
+(:class:`mmssm.models.backbones.base.PlainBackboneMixin`), also inside a
+wrapper exposing it as ``plain_backbone`` (:class:`~mmssm.models.PlainAdapter`).
 """
 from typing import Dict, List, Optional, Tuple
 
@@ -22,6 +25,7 @@ import torch.nn as nn
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
+from mmssm.models.backbones.base import check_plain_backbone
 from mmssm.registry import register_hook
 
 __all__ = ['SLWSHook']
@@ -31,10 +35,13 @@ __all__ = ['SLWSHook']
 class SLWSHook(Hook):
     """Stochastic layer-wise shuffle of the tokens of a plain backbone.
 
-    Works with any backbone (found at ``model.backbone``, or the model
-    itself, after unwrapping DDP) exposing an ``nn.ModuleList`` named
-    ``layers`` whose layers take and return token tensors ``(B, L, C)``
-    (tokens on dimension ``token_dim``), e.g. :class:`mmssm.models.Vim`.
+    Works with any plain backbone (found at ``model.backbone``, or the model
+    itself, after unwrapping DDP; a wrapper such as
+    :class:`~mmssm.models.PlainAdapter` gives it as ``plain_backbone``)
+    implementing the plain-backbone interface
+    (:class:`~mmssm.models.backbones.base.PlainBackboneMixin`), whose
+    ``layers`` take and return token tensors ``(B, L, C)`` (tokens on
+    dimension ``token_dim``), e.g. :class:`mmssm.models.Vim`.
 
     Args:
         prob (float): ``P_L``, the shuffle probability of the last layer
@@ -80,17 +87,21 @@ class SLWSHook(Hook):
 
     # ------------------------------------------------------------ plumbing
     @staticmethod
-    def find_layers(model: nn.Module) -> nn.ModuleList:
-        """The ``layers`` of ``model.backbone`` (or of ``model``)."""
+    def find_backbone(model: nn.Module) -> nn.Module:
+        """The plain backbone of ``model``: ``model.backbone`` (or
+        ``model``), or its ``plain_backbone``; a ``TypeError`` names what it
+        lacks of the plain-backbone interface."""
         if is_model_wrapper(model):
             model = model.module
         backbone = getattr(model, 'backbone', model)
-        layers = getattr(backbone, 'layers', None)
-        if not isinstance(layers, nn.ModuleList) or len(layers) == 0:
-            raise TypeError(
-                f'SLWSHook needs a plain backbone with a non-empty '
-                f'nn.ModuleList `layers`; {type(backbone).__name__} has none')
-        return layers
+        backbone = getattr(backbone, 'plain_backbone', backbone)
+        check_plain_backbone(backbone, 'SLWSHook')
+        return backbone
+
+    @classmethod
+    def find_layers(cls, model: nn.Module) -> nn.ModuleList:
+        """The ``layers`` of the plain backbone of ``model``."""
+        return cls.find_backbone(model).layers
 
     def attach(self, model: nn.Module) -> None:
         """Install the pre/post forward hooks on every layer of ``model``."""

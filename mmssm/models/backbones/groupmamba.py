@@ -9,29 +9,29 @@ onto this layout by :func:`convert_groupmamba`
 (``tools/model_converters/groupmamba2mmssm.py``), also when given as
 ``init_cfg=dict(type='Pretrained', checkpoint=...)``.
 """
-import math
 from collections import OrderedDict
-from typing import Dict, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import torch.utils.checkpoint as cp
 from mmcv.cnn import ConvModule
 from mmcv.cnn.bricks import DropPath
 from mmengine.logging import MMLogger
 from mmengine.model import BaseModule
-from mmengine.model.weight_init import trunc_normal_
-from mmengine.runner.checkpoint import CheckpointLoader
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmssm.registry import register_model
-from mmssm.utils.checkpoint import unwrap_state_dict
-from ..layers.backbone_utils import (check_image_input, parse_arch,
-                                     parse_out_indices, stage_drop_path_rates)
+from ..layers.backbone_utils import (check_image_input, maybe_checkpoint,
+                                     parse_arch, parse_out_indices,
+                                     stage_drop_path_rates,
+                                     trunc_normal_fan_out_init)
 from ..layers.ss2d import SCAN_DIRECTIONS, SS2D, GroupedSS2D
+from .base import BaseBackbone
 
 __all__ = ['GroupMamba', 'convert_groupmamba']
+
+#: Official GroupMamba releases are EMA weights: prefer them.
+EMA_FIRST = ('state_dict', 'model_ema', 'model')
 
 
 class GroupMambaStem(BaseModule):
@@ -193,8 +193,12 @@ class ModulatedGroupMamba(BaseModule):
         return self.proj(self.norm(y * w))
 
 
-class ConvFFN(BaseModule):
+class GroupMambaFFN(BaseModule):
     """FFN with a depthwise 3x3 conv: fc1 -> dwconv -> GELU -> fc2.
+
+    (Not the ViT-Adapter's multi-level ``ConvFFN`` of
+    :mod:`mmssm.models.layers.vit_adapter`, which puts GELU after a
+    per-level depthwise conv of ``c2..c4``.)
 
     Args:
         embed_dims (int): Channels.
@@ -242,7 +246,9 @@ class GroupMambaBlock(BaseModule):
         embed_dims (int): Channels.
         mlp_ratio (float): FFN expansion.
         drop_path (float): Stochastic depth rate. Defaults to 0.
-        with_cp (bool): Use gradient checkpointing. Defaults to False.
+        with_cp (bool): Use gradient checkpointing (in training mode,
+            :func:`~mmssm.models.layers.backbone_utils.maybe_checkpoint`).
+            Defaults to False.
         init_cfg (dict, optional): Initialization config.
         **mixer_kwargs: Arguments of :class:`ModulatedGroupMamba`.
     """
@@ -258,7 +264,7 @@ class GroupMambaBlock(BaseModule):
         self.with_cp = with_cp
         self.mixer = ModulatedGroupMamba(embed_dims, **mixer_kwargs)
         self.norm = nn.LayerNorm(embed_dims, eps=1e-6)
-        self.ffn = ConvFFN(embed_dims, int(embed_dims * mlp_ratio))
+        self.ffn = GroupMambaFFN(embed_dims, int(embed_dims * mlp_ratio))
         self.drop_path = DropPath(drop_path)
 
     def _forward(self, x: torch.Tensor, hw_shape: tuple) -> torch.Tensor:
@@ -266,10 +272,8 @@ class GroupMambaBlock(BaseModule):
         return x + self.drop_path(self.ffn(self.norm(x), hw_shape))
 
     def forward(self, x: torch.Tensor, hw_shape: tuple) -> torch.Tensor:
-        if self.with_cp and x.requires_grad:
-            return cp.checkpoint(
-                self._forward, x, hw_shape, use_reentrant=False)
-        return self._forward(x, hw_shape)
+        return maybe_checkpoint(self.with_cp, self.training, self._forward,
+                                x, hw_shape)
 
 
 class GroupMambaClassBlock(BaseModule):
@@ -311,7 +315,7 @@ class GroupMambaClassBlock(BaseModule):
 
 
 @register_model()
-class GroupMamba(BaseModule):
+class GroupMamba(BaseBackbone):
     """GroupMamba backbone (and its VMamba-like 4-direction variant).
 
     A paper of 2024: "GroupMamba: Parameter-Efficient and Accurate Group
@@ -346,11 +350,14 @@ class GroupMamba(BaseModule):
             last stage's output is the official class block's ``(B, C)``
             feature after ``norm4``; builds ``cls_block``).
             Defaults to 'featmap'.
-        frozen_stages (int): Stem frozen when >= 0; stages ``0 .. k-1``
-            (with their downsampling and norms) frozen for ``k``. -1 freezes
-            nothing. Defaults to -1.
+        frozen_stages (int): The meaning shared by every mmssm backbone
+            (:class:`~mmssm.models.backbones.base.BaseBackbone`): ``-1``
+            nothing frozen, ``0`` the stem, ``k`` the stem and stages
+            ``0 .. k-1`` (with their downsampling and norms).
+            Defaults to -1.
         norm_eval (bool): Keep the stem's BatchNorms in eval mode while
-            training. Defaults to False.
+            training (refused when ``stem_norm_cfg`` builds no BatchNorm).
+            Defaults to False.
         with_cp (bool): Gradient checkpointing of every block.
             Defaults to False.
         drop_path_rate (float): Stochastic depth, linear from 0 over all
@@ -359,8 +366,10 @@ class GroupMamba(BaseModule):
         scan_impl (str, optional): ``impl`` of :func:`mmssm.ops.selective_scan`.
         init_cfg (dict, optional): ``dict(type='Pretrained',
             checkpoint=...)`` loads an mmssm checkpoint or an official one
-            (flat, ``model``, ``model_ema`` or ``state_dict``), converting
-            official keys; missing keys raise. Defaults to None.
+            (flat, ``model``, ``model_ema`` or ``state_dict``, EMA weights
+            first), converting official keys in :meth:`convert_checkpoint`;
+            loaded strictly (any missing, unexpected or mis-shaped key
+            stops), ``strict=False`` for a partial load. Defaults to None.
     """
 
     arch_zoo = {
@@ -384,6 +393,7 @@ class GroupMamba(BaseModule):
         }),
     }
     _arch_keys = ('embed_dims', 'depths', 'mlp_ratios', 'stem_channels')
+    checkpoint_keys = EMA_FIRST
 
     def __init__(self,
                  arch: Union[str, dict] = 'tiny',
@@ -416,11 +426,8 @@ class GroupMamba(BaseModule):
             raise ValueError("out_type must be 'featmap' or 'cls_token', "
                              f'got {out_type!r}')
         self.out_type = out_type
-        if not -1 <= frozen_stages <= self.num_stages:
-            raise ValueError(f'frozen_stages must be in [-1, '
-                             f'{self.num_stages}], got {frozen_stages}')
-        self.frozen_stages = frozen_stages
-        self.norm_eval = norm_eval
+        self._init_training_options(self.num_stages, frozen_stages,
+                                    norm_eval, with_cp)
 
         mixer_kwargs = dict(
             mixer=mixer,
@@ -453,7 +460,7 @@ class GroupMamba(BaseModule):
             self.cls_block = GroupMambaClassBlock(embed_dims[-1],
                                                   mlp_ratios[-1],
                                                   **mixer_kwargs)
-        self._freeze_stages()
+        self._finish_init()
 
     def _parse_arch(self, arch: Union[str, dict]) -> dict:
         arch = parse_arch(arch, self.arch_zoo, self._arch_keys, 'GroupMamba')
@@ -472,86 +479,54 @@ class GroupMamba(BaseModule):
     # ------------------------------------------------------------------
     # initialisation and checkpoints
     # ------------------------------------------------------------------
-    def _official_init(self, m: nn.Module) -> None:
-        """Init of the official code: trunc-normal(0.02) linears, zero
-        biases, LayerNorm (1, 0), convs N(0, sqrt(2 / fan_out))."""
-        if isinstance(m, nn.Linear):
-            trunc_normal_(m.weight, std=.02)
-            if m.bias is not None:
-                nn.init.constant_(m.bias, 0)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.constant_(m.weight, 1.0)
-            nn.init.constant_(m.bias, 0)
-        elif isinstance(m, nn.Conv2d):
-            fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
-            fan_out //= m.groups
-            m.weight.data.normal_(0, math.sqrt(2.0 / fan_out))
-            if m.bias is not None:
-                m.bias.data.zero_()
-
-    def init_weights(self) -> None:
-        if (isinstance(self.init_cfg, dict)
-                and self.init_cfg.get('type') == 'Pretrained'):
-            self.load_pretrained(self.init_cfg['checkpoint'],
-                                 self.init_cfg.get('prefix'))
-            return
-        self.apply(self._official_init)
+    def init_random_weights(self) -> None:
+        """Init of the official code
+        (:func:`~mmssm.models.layers.backbone_utils.trunc_normal_fan_out_init`
+        and the SS2D parameters' own init)."""
+        self.apply(trunc_normal_fan_out_init)
         for m in self.modules():
             if isinstance(m, SS2D):
                 m.reset_ssm_parameters()
         self._is_init = True
 
-    def load_pretrained(self, checkpoint: str,
-                        prefix: Optional[str] = None) -> None:
-        """Load an mmssm or official GroupMamba checkpoint.
+    def convert_checkpoint(self, state_dict: Dict[str, torch.Tensor],
+                           prefix: str = '') -> list:
+        """Convert an official GroupMamba layout under ``prefix`` in place
+        (:func:`convert_groupmamba`; also the ``load_state_dict``
+        pre-hook). The classifier's class block (``cls_block.*``, official
+        ``post_network``) and heads are dropped, and logged, when this
+        backbone has no class block (``out_type='featmap'``)."""
+        keys = [k for k in state_dict if k.startswith(prefix)]
+        local = OrderedDict((k[len(prefix):], state_dict[k]) for k in keys)
+        with_cls_block = self.out_type == 'cls_token'
+        if is_official_groupmamba(local):
+            for key in keys:
+                del state_dict[key]
+            for key, value in convert_groupmamba(
+                    local, with_cls_block=with_cls_block).items():
+                state_dict[prefix + key] = value
+            MMLogger.get_current_instance().info(
+                f'GroupMamba: converted {len(keys)} keys of the official '
+                'checkpoint layout')
+        elif not with_cls_block:
+            dropped = [k for k in keys if k[len(prefix):].startswith(
+                'cls_block.')]
+            for key in dropped:
+                del state_dict[key]
+            if dropped:
+                MMLogger.get_current_instance().info(
+                    f'GroupMamba: ignored the {len(dropped)} class-block '
+                    "keys of a classifier (out_type='featmap' has none)")
+        return []
 
-        Args:
-            checkpoint (str): Path or URL.
-            prefix (str, optional): Keep only keys under this prefix
-                (e.g. ``'backbone.'``), stripped.
+    def stem_modules(self) -> List[nn.Module]:
+        return [self.stem]
 
-        Raises:
-            KeyError: if a parameter or buffer of this backbone is missing.
-        """
-        logger = MMLogger.get_current_instance()
-        ckpt = CheckpointLoader.load_checkpoint(
-            checkpoint, map_location='cpu', logger=logger)
-        state_dict = unwrap_state_dict(ckpt, EMA_FIRST)
-        if prefix:
-            if not prefix.endswith('.'):
-                prefix += '.'
-            state_dict = {
-                k[len(prefix):]: v
-                for k, v in state_dict.items() if k.startswith(prefix)
-            }
-        if is_official_groupmamba(state_dict):
-            state_dict = convert_groupmamba(
-                state_dict, with_cls_block=self.out_type == 'cls_token')
-        self.load_state_dict_checked(state_dict, logger)
-        self._is_init = True
-
-    def load_state_dict_checked(self, state_dict: Dict[str, torch.Tensor],
-                                logger=None) -> None:
-        """``load_state_dict`` that raises on missing keys or bad shapes and
-        logs the unexpected ones."""
-        own = self.state_dict()
-        missing = [k for k in own if k not in state_dict]
-        if missing:
-            raise KeyError(f'GroupMamba checkpoint lacks {len(missing)} '
-                           f'keys, e.g. {missing[:5]}')
-        bad = [(k, tuple(v.shape), tuple(own[k].shape))
-               for k, v in state_dict.items()
-               if k in own and v.shape != own[k].shape]
-        if bad:
-            raise ValueError('GroupMamba checkpoint shape mismatch '
-                             f'(key, checkpoint, model): {bad[:5]}')
-        unexpected = [k for k in state_dict if k not in own]
-        if unexpected and logger is not None:
-            logger.warning(f'GroupMamba: ignored {len(unexpected)} unexpected '
-                           f'checkpoint keys, e.g. {unexpected[:5]}')
-        self.load_state_dict(
-            {k: v
-             for k, v in state_dict.items() if k in own}, strict=True)
+    def stage_modules(self, index: int) -> List[nn.Module]:
+        modules = [self.stages[index], self.norms[index]]
+        if index > 0:
+            modules.append(self.downsamples[index - 1])
+        return modules
 
     # ------------------------------------------------------------------
     # forward and training mode
@@ -587,36 +562,10 @@ class GroupMamba(BaseModule):
                                               *hw_shape).contiguous())
         return tuple(outs)
 
-    def _freeze_stages(self) -> None:
-        if self.frozen_stages < 0:
-            return
-        modules = [self.stem]
-        for i in range(self.frozen_stages):
-            if i > 0:
-                modules.append(self.downsamples[i - 1])
-            modules += [self.stages[i], self.norms[i]]
-        for m in modules:
-            m.eval()
-            for param in m.parameters():
-                param.requires_grad = False
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, _BatchNorm):
-                    m.eval()
-        return self
-
 
 # ----------------------------------------------------------------------
 # official checkpoints
 # ----------------------------------------------------------------------
-#: Official GroupMamba releases are EMA weights: prefer them.
-EMA_FIRST = ('state_dict', 'model_ema', 'model')
-
-
 def is_official_groupmamba(state_dict: Dict[str, torch.Tensor]) -> bool:
     """Whether ``state_dict`` uses the official GroupMamba key layout."""
     return any(k.startswith('patch_embed1.') for k in state_dict)

@@ -37,17 +37,16 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
-import torch.utils.checkpoint as cp
 from mmcv.cnn import build_activation_layer
 from mmcv.cnn.bricks import DropPath
 from mmengine.logging import print_log
 from mmengine.model import BaseModule, ModuleList, Sequential
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmssm.registry import register_model
 from ..layers.backbone_utils import (check_image_input, parse_arch,
                                      parse_out_indices, stage_drop_path_rates,
                                      to_channels_first, to_channels_last)
+from .base import BaseBackbone
 
 __all__ = [
     'MambaOut', 'MambaOutStem', 'MambaOutDownsample', 'GatedCNNBlock',
@@ -179,7 +178,7 @@ class GatedCNNBlock(BaseModule):
 
 
 @register_model()
-class MambaOut(BaseModule):
+class MambaOut(BaseBackbone):
     """MambaOut backbone for classification, detection and segmentation.
 
     A PyTorch implementation of `MambaOut: Do We Really Need Mamba for
@@ -187,7 +186,7 @@ class MambaOut(BaseModule):
     (see the module docstring). Parameters of the dense backbone (four output
     norms): femto 5.82 M, kobe 7.65 M, tiny 22.91 M, small 44.85 M, base
     79.37 M; with the paper's MLP classifier head
-    (:class:`mmssm.models.heads.mambaout_head.MambaOutHead`, 1000 classes):
+    (:class:`mmssm.cls.mambaout_head.MambaOutHead`, 1000 classes):
     7.31, 9.14, 26.55, 48.49 and 84.81 M (paper: 7.3, -, 26.5, 48.5, 84.8).
 
     Args:
@@ -199,16 +198,19 @@ class MambaOut(BaseModule):
         out_indices (int | Sequence[int]): Stages whose outputs are returned;
             negative indices count from the last stage. Defaults to
             ``(0, 1, 2, 3)``.
-        frozen_stages (int): Number of leading stages to freeze (eval mode and
-            ``requires_grad=False``): ``k`` freezes the stem, the first ``k``
-            stages with their downsampling layers and their output norms.
-            ``-1`` or ``0`` freeze nothing. Defaults to -1.
-        norm_eval (bool): Keep every normalisation layer in eval mode while
-            training. MambaOut only has LayerNorms, which compute the same in
-            train and eval mode; the option is kept for the OpenMMLab backbone
-            interface. Defaults to False.
+        frozen_stages (int): Parts kept frozen (eval mode and
+            ``requires_grad=False``), the meaning shared by every mmssm
+            backbone (:class:`~mmssm.models.backbones.base.BaseBackbone`):
+            ``-1`` nothing, ``0`` the stem, ``k`` the stem and the first ``k``
+            stages with their downsampling layers and output norms.
+            Defaults to -1.
+        norm_eval (bool): Must stay False: MambaOut has no BatchNorm (only
+            LayerNorms, which keep no statistics), so ``True`` is refused
+            with a ``ValueError``. Defaults to False.
         with_cp (bool): Recompute each block in the backward pass
-            (``torch.utils.checkpoint``) to save memory. Defaults to False.
+            (``torch.utils.checkpoint``) to save memory, in training mode
+            (:func:`~mmssm.models.layers.backbone_utils.maybe_checkpoint`).
+            Defaults to False.
         drop_path_rate (float): Stochastic depth rate of the last block; the
             rates grow linearly from 0 over all blocks. Defaults to 0.
         expansion_ratio (float): MLP expansion of the Gated CNN blocks.
@@ -220,14 +222,17 @@ class MambaOut(BaseModule):
         gap_before_final_norm (bool): Pool each output globally before its
             output norm and return ``(B, C)`` vectors instead of feature maps
             (the official classifier; use with ``out_indices=(3, )`` and
-            :class:`~mmssm.models.heads.mambaout_head.MambaOutHead`).
+            :class:`~mmssm.cls.mambaout_head.MambaOutHead`).
             Defaults to False.
         init_cfg (dict | list[dict], optional): Initialization config. The
             default is the official truncated-normal init (std 0.02, zero
             bias) of every convolution and linear layer. A
             ``dict(type='Pretrained', checkpoint=...)`` may point at an
             official, timm or mmssm checkpoint: the keys are converted on
-            load (see :func:`convert_mambaout`).
+            load (see :func:`convert_mambaout`) and loaded strictly, except
+            for the output norms that the official classifier lacks
+            (:meth:`convert_checkpoint`); add ``strict=False`` for a partial
+            load.
 
     Example:
         >>> import torch
@@ -279,12 +284,8 @@ class MambaOut(BaseModule):
         self.num_stages = len(self.depths)
         self.in_channels = in_channels
         self.out_indices = parse_out_indices(out_indices, self.num_stages)
-        if not -1 <= frozen_stages <= self.num_stages:
-            raise ValueError(f'frozen_stages must be in [-1, '
-                             f'{self.num_stages}], got {frozen_stages}')
-        self.frozen_stages = frozen_stages
-        self.norm_eval = norm_eval
-        self.with_cp = with_cp
+        self._init_training_options(self.num_stages, frozen_stages,
+                                    norm_eval, with_cp)
         self.gap_before_final_norm = gap_before_final_norm
 
         self.downsample_layers = ModuleList([
@@ -312,8 +313,7 @@ class MambaOut(BaseModule):
             self.add_module(f'norm{i}',
                             nn.LayerNorm(self.dims[i], eps=LN_EPS))
 
-        self.register_load_state_dict_pre_hook(_convert_keys_on_load)
-        self._freeze_stages()
+        self._finish_init()
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """Run the backbone.
@@ -331,10 +331,7 @@ class MambaOut(BaseModule):
         for i in range(self.num_stages):
             x = self.downsample_layers[i](x)
             for block in self.stages[i]:
-                if self.with_cp and x.requires_grad:
-                    x = cp.checkpoint(block, x, use_reentrant=False)
-                else:
-                    x = block(x)
+                x = self.checkpointed(block, x)
             if i in self.out_indices:
                 norm = getattr(self, f'norm{i}')
                 if self.gap_before_final_norm:
@@ -343,70 +340,73 @@ class MambaOut(BaseModule):
                     outs.append(to_channels_first(norm(x)))
         return tuple(outs)
 
-    def _freeze_stages(self) -> None:
-        """Freeze the stem and the first ``frozen_stages`` stages."""
-        for i in range(max(self.frozen_stages, 0)):
-            modules = [self.downsample_layers[i], self.stages[i]]
-            if i in self.out_indices:
-                modules.append(getattr(self, f'norm{i}'))
-            for module in modules:
-                module.eval()
-                for param in module.parameters():
-                    param.requires_grad = False
+    def stem_modules(self) -> List[nn.Module]:
+        """The stem (``downsample_layers.0``)."""
+        return [self.downsample_layers[0]]
 
-    def train(self, mode: bool = True) -> 'MambaOut':
-        """Set train mode, keeping frozen stages (and norms if
-        ``norm_eval``) in eval mode."""
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            for module in self.modules():
-                if isinstance(module,
-                              (_BatchNorm, nn.LayerNorm, nn.GroupNorm)):
-                    module.eval()
-        return self
+    def stage_modules(self, index: int) -> List[nn.Module]:
+        """Stage ``index`` with its downsampling layer and output norm."""
+        modules = [self.stages[index]]
+        if index > 0:
+            modules.append(self.downsample_layers[index])
+        if index in self.out_indices:
+            modules.append(getattr(self, f'norm{index}'))
+        return modules
 
+    def convert_checkpoint(self, state_dict: Dict, prefix: str = '') -> list:
+        """Accept official and timm checkpoints (also the pre-hook).
 
-def _convert_keys_on_load(module: MambaOut, state_dict: Dict, prefix: str,
-                          *args) -> None:
-    """``load_state_dict`` pre-hook: accept official and timm checkpoints.
+        Keys under ``prefix`` in the official or timm layout are renamed to
+        the mmssm layout in place (:func:`convert_mambaout`), so that
+        ``init_cfg=dict(type='Pretrained')``, ``load_checkpoint``,
+        ``load_from`` and ``Module.load_state_dict`` all take the released
+        files as they are. Classifier-head keys (``head.*``) are not part of
+        the backbone and are dropped, as is the official pooled-feature norm
+        when the last stage has no output norm.
 
-    Keys under ``prefix`` in the official or timm layout are renamed to the
-    mmssm layout in place, so that ``init_cfg=dict(type='Pretrained')``,
-    ``load_checkpoint``, ``load_from`` and ``Module.load_state_dict`` all take
-    the released files as they are. Classifier-head keys (``head.*``) are not
-    part of the backbone and are dropped, as is the official pooled-feature
-    norm when the last stage has no output norm.
-    """
-    keys = [k for k in state_dict if k.startswith(prefix)]
-    local_keys = [k[len(prefix):] for k in keys]
-    layout = mambaout_checkpoint_layout(local_keys)
-    dropped = []
-    if layout != 'mmssm':
-        local = OrderedDict((k[len(prefix):], state_dict.pop(k)) for k in keys)
-        converted = convert_mambaout(
-            local, num_stages=module.num_stages, strict=False)
-        last_norm = f'norm{module.num_stages - 1}.'
-        for key, value in converted.items():
-            if key.startswith(last_norm) and not hasattr(module,
-                                                         last_norm[:-1]):
-                dropped.append(key)
-            else:
-                state_dict[prefix + key] = value
-        print_log(
-            f'MambaOut: converted {len(keys)} keys of the {layout} checkpoint '
-            'layout to mmssm keys',
-            logger='current',
-            level=logging.INFO)
-    for key in [k for k in state_dict if k.startswith(prefix + 'head.')]:
-        del state_dict[key]
-        dropped.append(key[len(prefix):])
-    if dropped:
-        print_log(
-            f'MambaOut: ignored {len(dropped)} classifier keys that the '
-            f'backbone does not use: {sorted(dropped)}',
-            logger='current',
-            level=logging.INFO)
+        Returns:
+            list[str]: For an official or timm source, the output norms of
+            stages other than the last (``norm{i}.*``, the author's dense
+            recipe), which the classifier checkpoints do not have: they keep
+            their initialisation (weight 1, bias 0) when loading strictly.
+        """
+        keys = [k for k in state_dict if k.startswith(prefix)]
+        local_keys = [k[len(prefix):] for k in keys]
+        layout = mambaout_checkpoint_layout(local_keys)
+        dropped, absent = [], []
+        if layout != 'mmssm':
+            local = OrderedDict(
+                (k[len(prefix):], state_dict.pop(k)) for k in keys)
+            converted = convert_mambaout(
+                local, num_stages=self.num_stages, strict=False)
+            last_norm = f'norm{self.num_stages - 1}.'
+            for key, value in converted.items():
+                if key.startswith(last_norm) and not hasattr(
+                        self, last_norm[:-1]):
+                    dropped.append(key)
+                else:
+                    state_dict[prefix + key] = value
+            absent = [
+                f'norm{i}.{p}' for i in self.out_indices
+                if i != self.num_stages - 1 for p in ('weight', 'bias')
+            ]
+            print_log(
+                f'MambaOut: converted {len(keys)} keys of the {layout} '
+                'checkpoint layout to mmssm keys',
+                logger='current',
+                level=logging.INFO)
+        for key in [
+                k for k in state_dict if k.startswith(prefix + 'head.')
+        ]:
+            del state_dict[key]
+            dropped.append(key[len(prefix):])
+        if dropped:
+            print_log(
+                f'MambaOut: ignored {len(dropped)} classifier keys that the '
+                f'backbone does not use: {sorted(dropped)}',
+                logger='current',
+                level=logging.INFO)
+        return absent
 
 
 # ---------------------------------------------------------------------------
@@ -490,7 +490,7 @@ def convert_mambaout(state_dict: Dict[str, torch.Tensor],
     ========================================  ================================
 
     ``head.*`` is the MLP classifier
-    (:class:`~mmssm.models.heads.mambaout_head.MambaOutHead`); the backbone
+    (:class:`~mmssm.cls.mambaout_head.MambaOutHead`); the backbone
     ignores it when loading. mmssm state dicts
     pass through unchanged.
 

@@ -30,21 +30,19 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import torch.utils.checkpoint as cp
 from mmcv.cnn.bricks import DropPath
 from mmengine.logging import MMLogger
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
-from mmengine.runner.checkpoint import CheckpointLoader
 
-from mmssm.ops.cpu_threads import exclusive_threads
+from mmssm.ops.cpu_threads import exclusive_threads, launch_is_cheap
 from mmssm.ops.mixer_cpu import add_rmsnorm_cpu, fast_path_enabled
 from mmssm.registry import register_model
-from mmssm.utils.checkpoint import unwrap_state_dict
 from ..layers.backbone_utils import (check_image_input, parse_arch,
-                                     parse_out_indices)
+                                     parse_out_indices, stage_drop_path_rates)
 from ..layers.mamba import BiMambaMixer
 from ..layers.norm import RMSNorm
+from .base import BaseBackbone, PlainBackboneMixin
 
 __all__ = [
     'Vim', 'VimLayer', 'VimPatchEmbed', 'resize_vim_pos_embed', 'convert_vim',
@@ -347,7 +345,7 @@ class VimLayer(BaseModule):
 
 
 @register_model()
-class Vim(BaseModule):
+class Vim(PlainBackboneMixin, BaseBackbone):
     """Vision Mamba (Vim), plain bidirectional SSM backbone.
 
     A sequence of patch tokens with a class token in the middle goes through
@@ -413,21 +411,28 @@ class Vim(BaseModule):
         norm_eps (float): RMSNorm epsilon. Defaults to 1e-5.
         interpolate_mode (str): Position-embedding resize mode.
             Defaults to ``'bicubic'``.
-        frozen_stages (int): ``0`` freezes the patch embedding, position
-            embedding and class token; ``k > 0`` also the first ``k`` layers
-            (and ``norm_f`` when ``k == num_layers``). Defaults to -1.
-        norm_eval (bool): Put BatchNorm layers in eval mode during training
-            (Vim itself has none; kept for the OpenMMLab backbone API).
-            Defaults to False.
-        with_cp (bool): Gradient checkpointing of every layer.
-            Defaults to False.
+        frozen_stages (int): The meaning shared by every mmssm backbone
+            (:class:`~mmssm.models.backbones.base.BaseBackbone`), the layers
+            being the stages: ``-1`` nothing frozen, ``0`` the patch
+            embedding, position embedding and class token (or registers);
+            ``k > 0`` also the first ``k`` layers (and ``norm_f`` when
+            ``k == num_layers``). Defaults to -1.
+        norm_eval (bool): Must stay False: Vim has no BatchNorm (RMSNorm
+            keeps no statistics), so ``True`` is refused with a
+            ``ValueError``. Defaults to False.
+        with_cp (bool): Gradient checkpointing of every layer, in training
+            mode (:func:`~mmssm.models.layers.backbone_utils.
+            maybe_checkpoint`). Defaults to False.
         mixer_cfg (dict, optional): Extra arguments of the mixers (e.g.
             ``scan_impl``). Defaults to None.
         init_cfg (dict, optional): Initialization config;
             ``dict(type='Pretrained', checkpoint=...)`` accepts official
-            hustvl/Vim files (``{'model': ..., 'args': ...}``), files made by
-            ``tools/model_converters/vim2mmssm.py`` and mmssm checkpoints
-            (``backbone.`` keys). Defaults to None.
+            hustvl/Vim and Mamba-Reg files (``{'model': ..., 'args': ...}``;
+            their classifier keys are dropped by :meth:`convert_checkpoint`),
+            files made by ``tools/model_converters/vim2mmssm.py`` and mmssm
+            checkpoints (``backbone.`` keys), loaded strictly (any missing,
+            unexpected or mis-shaped key stops; ``strict=False`` for a
+            partial load). Defaults to None.
     """
 
     arch_zoo = {
@@ -508,9 +513,6 @@ class Vim(BaseModule):
         if layer_output not in ('stream', 'mixer'):
             raise ValueError("Vim layer_output must be 'stream' or 'mixer', "
                              f'got {layer_output!r}')
-        if not 0 <= drop_path_rate < 1:
-            raise ValueError(
-                f'drop_path_rate must be in [0, 1), got {drop_path_rate}')
         self.out_type = out_type
         self.layer_output = layer_output
         self.out_indices = parse_out_indices(out_indices, self.num_layers)
@@ -520,9 +522,8 @@ class Vim(BaseModule):
         self.cls_position = cls_position
         self.final_norm = final_norm
         self.interpolate_mode = interpolate_mode
-        self.frozen_stages = frozen_stages
-        self.norm_eval = norm_eval
-        self.with_cp = with_cp
+        self._init_training_options(self.num_layers, frozen_stages,
+                                    norm_eval, with_cp)
 
         self.patch_embed = VimPatchEmbed(in_channels, self.embed_dims,
                                          patch_size, stride)
@@ -548,7 +549,7 @@ class Vim(BaseModule):
         for key in ('d_state', 'expand', 'd_conv', 'dt_rank'):
             if key in self.arch_settings:
                 mixer_cfg.setdefault(key, self.arch_settings[key])
-        dpr = torch.linspace(0, drop_path_rate, self.num_layers).tolist()
+        dpr = stage_drop_path_rates(drop_path_rate, [self.num_layers])[0]
         self.layers = nn.ModuleList([
             VimLayer(
                 self.embed_dims,
@@ -563,8 +564,7 @@ class Vim(BaseModule):
             self.norm_f.requires_grad_(False)
 
         self._vim_init()
-        self._register_load_state_dict_pre_hook(self._prepare_pos_embed)
-        self._freeze_stages()
+        self._finish_init()
 
     # ------------------------------------------------------------------ init
     @torch.no_grad()
@@ -587,69 +587,31 @@ class Vim(BaseModule):
             nn.init.kaiming_uniform_(weight, a=math.sqrt(5))
             weight /= math.sqrt(self.num_layers)
 
-    def init_weights(self) -> None:
-        """Load ``init_cfg=dict(type='Pretrained', ...)`` (official, converted
-        or mmssm checkpoints) or apply other init configs."""
-        if (isinstance(self.init_cfg, dict)
-                and self.init_cfg.get('type') == 'Pretrained'):
-            self.load_pretrained(
-                self.init_cfg['checkpoint'],
-                prefix=self.init_cfg.get('prefix'),
-                map_location=self.init_cfg.get('map_location', 'cpu'))
-            self._is_init = True
-            return
-        super().init_weights()
+    def convert_checkpoint(self, state_dict, prefix: str = '') -> list:
+        """Fit an official, converted or mmssm checkpoint to this model, in
+        place (also the ``load_state_dict`` pre-hook).
 
-    def load_pretrained(self,
-                        checkpoint: str,
-                        prefix: Optional[str] = None,
-                        map_location: str = 'cpu') -> None:
-        """Load a checkpoint into the backbone.
-
-        Accepts official hustvl/Vim files (a dict with ``'model'`` and an
-        ``argparse.Namespace`` under ``'args'``: loaded through mmengine's
-        :class:`CheckpointLoader`, i.e. ``torch.load(weights_only=True)``
-        with the safe globals registered by ``import mmssm``), converted
-        files and OpenMMLab checkpoints. The position embedding is resized
-        to this model's grid by the ``load_state_dict`` pre-hook. Unexpected
-        keys (e.g. a classifier head) are logged; missing backbone keys
-        raise.
-
-        Args:
-            checkpoint (str): Path or URL.
-            prefix (str, optional): Take only the keys starting with it (and
-                strip it). ``None`` detects ``backbone.`` keys.
-            map_location (str): Defaults to ``'cpu'``.
+        The official backbone keys are Vim's own. The official classifier
+        keys under ``prefix`` (``head.*``, Mamba-Reg's ``neck.*`` /
+        ``norm_neck.*``, unused ``rope.*`` buffers) are dropped, and the
+        position embedding is fitted (:meth:`_prepare_pos_embed`).
         """
-        logger = MMLogger.get_current_instance()
-        ckpt = CheckpointLoader.load_checkpoint(
-            checkpoint, map_location=map_location, logger=logger)
-        state_dict = unwrap_state_dict(ckpt)
-        if prefix is None:
-            if any(k.startswith('layers.') for k in state_dict):
-                state_dict = convert_vim(state_dict)
-            prefix = 'backbone.'
-        if prefix:
-            state_dict = {
-                k[len(prefix):]: v
-                for k, v in state_dict.items() if k.startswith(prefix)
-            }
-        if not state_dict:
-            raise KeyError(f'no backbone weights found in {checkpoint!r} '
-                           f'(looked for keys starting with {prefix!r})')
-        result = self.load_state_dict(state_dict, strict=False)
-        if result.missing_keys:
-            raise KeyError(f'{checkpoint!r} lacks Vim keys '
-                           f'{result.missing_keys[:10]}'
-                           f'{" ..." if len(result.missing_keys) > 10 else ""}'
-                           ' (wrong arch or not a Vim checkpoint?)')
-        if result.unexpected_keys:
-            logger.warning('Vim: unexpected keys in the checkpoint ignored: '
-                           f'{result.unexpected_keys}')
-        logger.info(f'Vim: loaded {len(state_dict)} tensors from '
-                    f'{checkpoint}')
+        dropped = [
+            k for k in state_dict if k.startswith(prefix) and
+            k[len(prefix):].startswith(_OFFICIAL_HEAD_PREFIXES +
+                                       _OFFICIAL_DROPPED_PREFIXES +
+                                       ('head.', ))
+        ]
+        for key in dropped:
+            del state_dict[key]
+        if dropped:
+            MMLogger.get_current_instance().info(
+                f'Vim: ignored {len(dropped)} classifier keys of the '
+                'checkpoint that the backbone does not use')
+        self._prepare_pos_embed(state_dict, prefix)
+        return []
 
-    def _prepare_pos_embed(self, state_dict, prefix, *args, **kwargs):
+    def _prepare_pos_embed(self, state_dict, prefix) -> None:
         """``load_state_dict`` pre-hook: fit a checkpoint's ``pos_embed`` to
         this model (grid resize; class row dropped when this model has no
         class token)."""
@@ -783,10 +745,24 @@ class Vim(BaseModule):
                                          self.cls_position)
         return self.drop_after_pos(tokens + pos_embed), grid, cls_index
 
-    def _run_layer(self, layer: nn.Module, hidden, residual):
-        if self.with_cp and self.training and torch.is_grad_enabled():
-            return cp.checkpoint(layer, hidden, residual, use_reentrant=False)
-        return layer(hidden, residual)
+    # ------------------------------------------ plain-backbone interface
+    @property
+    def in_channels(self) -> int:
+        """Image channels."""
+        return self.patch_embed.proj.in_channels
+
+    @property
+    def token_stride(self) -> int:
+        """Pixels between neighbouring tokens (the patch stride)."""
+        return self.patch_embed.stride
+
+    def grid_size(self, h: int, w: int) -> Tuple[int, int]:
+        """Token grid of an ``h x w`` image (after padding)."""
+        return self.patch_embed.grid_size(h, w)
+
+    def final_stream_norm(self, stream: torch.Tensor) -> torch.Tensor:
+        """``norm_f`` with ``final_norm``, else the identity."""
+        return self.norm_f(stream) if self.final_norm else stream
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """Forward images ``(B, C, H, W)``.
@@ -796,10 +772,12 @@ class Vim(BaseModule):
             as ``out_type`` says.
         """
         hidden, grid, cls_index = self.prepare_tokens(x)
-        # inference on the CPU: the layers run on mmssm's kernel threads
-        # alone (mmssm.ops.cpu_threads.exclusive_threads), except for short
-        # sequences, where torch's own matrix products are faster
-        exclusive = fast_path_enabled(hidden) and \
+        # inference on the CPU: the kernels run on torch's OpenMP team when
+        # they can (mmssm.ops.cpu_threads.launch_is_cheap); otherwise long
+        # sequences run on mmssm's kernel threads alone
+        # (mmssm.ops.cpu_threads.exclusive_threads) and short ones keep
+        # torch's own matrix products, which are faster there
+        exclusive = fast_path_enabled(hidden) and not launch_is_cheap() and \
             hidden.shape[0] * hidden.shape[1] >= self._EXCLUSIVE_MIN_TOKENS
         with (exclusive_threads() if exclusive else contextlib.nullcontext()):
             return self._forward_layers(hidden, grid, cls_index)
@@ -808,8 +786,8 @@ class Vim(BaseModule):
         """The layers and the outputs of :meth:`forward`."""
         residual = None
         outs = []
-        for i, layer in enumerate(self.layers):
-            hidden, residual = self._run_layer(layer, hidden, residual)
+        for i in range(self.num_layers):
+            hidden, residual = self.run_layer(i, hidden, residual)
             if i in self.out_indices:
                 if i == self.num_layers - 1 and self.final_norm:
                     feat = self.norm_f(residual + hidden)
@@ -839,38 +817,21 @@ class Vim(BaseModule):
                                               *grid).contiguous()
 
     # ------------------------------------------------- training utilities
-    def _freeze_stages(self) -> None:
-        if self.frozen_stages < 0:
-            return
-        if self.frozen_stages > self.num_layers:
-            raise ValueError(f'frozen_stages={self.frozen_stages} exceeds '
-                             f'num_layers={self.num_layers}')
-        self.patch_embed.eval()
-        frozen = [self.patch_embed, self.pos_embed]
+    def stem_modules(self) -> list:
+        """Patch embedding, position embedding, class token / registers."""
+        items = [self.patch_embed, self.pos_embed]
         if self.with_cls_token or self.num_registers:
-            frozen.append(self.cls_token)
+            items.append(self.cls_token)
         if self.num_registers:
-            frozen.append(self.pos_embed_cls)
-        for i in range(self.frozen_stages):
-            self.layers[i].eval()
-            frozen.append(self.layers[i])
-        if self.frozen_stages == self.num_layers and self.final_norm:
-            self.norm_f.eval()
-            frozen.append(self.norm_f)
-        for item in frozen:
-            params = [item] if isinstance(item, nn.Parameter) else \
-                item.parameters()
-            for param in params:
-                param.requires_grad = False
+            items.append(self.pos_embed_cls)
+        return items
 
-    def train(self, mode: bool = True) -> 'Vim':
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                    m.eval()
-        return self
+    def stage_modules(self, index: int) -> list:
+        """Layer ``index`` (and ``norm_f`` with the last layer)."""
+        items = [self.layers[index]]
+        if index == self.num_layers - 1 and self.final_norm:
+            items.append(self.norm_f)
+        return items
 
     def get_layer_depth(self, param_name: str, prefix: str = ''):
         """Layer depth of a parameter, for layer-wise lr decay.

@@ -7,8 +7,10 @@ of Mamba-Reg (Vim with registers).
 
 The adapter wraps the backbone rather than subclassing it, so the backbone's
 own checkpoint loading (``init_cfg`` of the inner ``backbone`` dict),
-layer-wise lr decay depths and the SLWS hook (``layers`` is exposed) keep
-working.
+layer-wise lr decay depths and the SLWS hook keep working. It drives the
+backbone only through the public plain-backbone interface
+(:class:`~mmssm.models.backbones.base.PlainBackboneMixin`), so any plain
+backbone implementing it with tokens at stride 16 can be wrapped.
 
 Differences from the reference adapter, stated:
 
@@ -35,15 +37,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn import build_norm_layer
-from mmengine.model import BaseModule
-from mmengine.model.weight_init import trunc_normal_
 from mmengine.registry import MODELS
 
 from mmssm.registry import register_model
-from ..layers.backbone_utils import check_image_input, parse_out_indices
+from ..layers.backbone_utils import (check_image_input, parse_out_indices,
+                                     trunc_normal_fan_out_init)
 from ..layers.vit_adapter import (AdapterDeformAttention,
                                   InteractionAdapterBlock, SpatialPriorModule,
                                   grid_reference_points, level_start_index)
+from .base import BaseBackbone, check_plain_backbone
 
 __all__ = ['PlainAdapter', 'even_interaction_indexes']
 
@@ -65,7 +67,7 @@ def even_interaction_indexes(num_layers: int,
 
 
 @register_model()
-class PlainAdapter(BaseModule):
+class PlainAdapter(BaseBackbone):
     """ViT-Adapter for plain mmssm backbones: 4 maps at strides 4/8/16/32.
 
     A spatial prior module gives ``c1..c4`` (strides 4..32) from the image;
@@ -77,12 +79,14 @@ class PlainAdapter(BaseModule):
     tokens, followed by a ConvFFN. Finally ``c1 += up(c2)``, the backbone
     tokens are resized and added to each map, and each map is normalised.
 
-    The wrapped backbone must expose ``embed_dims``, ``layers`` (each called
-    as ``layer(hidden, residual) -> (hidden, residual)``), ``prepare_tokens``
-    (images -> tokens, grid, extra), ``token_layout(grid, device)`` (patch and
-    class/register positions), ``_run_layer`` and ``norm_f``/``final_norm``,
-    with 16x16 non-overlapping patches: :class:`mmssm.models.Vim` (with or
-    without class token or registers).
+    The wrapped backbone must implement the plain-backbone interface
+    (:class:`~mmssm.models.backbones.base.PlainBackboneMixin`: ``embed_dims``,
+    ``in_channels``, ``num_layers``, ``layers``, ``token_stride``,
+    ``grid_size``, ``prepare_tokens``, ``token_layout``, ``run_layer``,
+    ``final_stream_norm``, ``get_layer_depth``) with tokens at stride 16 that
+    tile the image (a ``32k x 32m`` image gives a ``2k x 2m`` grid), e.g.
+    :class:`mmssm.models.Vim` with 16x16 patches (with or without class token
+    or registers).
 
     Args:
         backbone (dict | nn.Module): The plain backbone (config or module),
@@ -116,7 +120,8 @@ class PlainAdapter(BaseModule):
         out_indices (Sequence[int]): Outputs to return (0..3 = strides 4, 8,
             16, 32). Defaults to ``(0, 1, 2, 3)``.
         norm_eval (bool): Keep the adapter's BatchNorms in eval mode during
-            training. Defaults to False.
+            training (refused when ``norm_cfg`` builds no BatchNorm; the
+            backbone has its own option). Defaults to False.
         with_cp (bool): Gradient checkpointing of injectors and extractors
             (the backbone has its own ``with_cp``). Defaults to False.
         init_cfg (dict, optional): Initialization config of the whole
@@ -153,7 +158,7 @@ class PlainAdapter(BaseModule):
         self._check_backbone(self.backbone)
         dims = self.backbone.embed_dims
         self.embed_dims = dims
-        num_layers = len(self.backbone.layers)
+        num_layers = self.backbone.num_layers
         if interaction_indexes is None:
             interaction_indexes = even_interaction_indexes(num_layers)
         self.interaction_indexes = self._check_indexes(
@@ -170,11 +175,11 @@ class PlainAdapter(BaseModule):
         self.add_backbone_features = add_backbone_features
         self.backbone_features = backbone_features
         self.out_indices = parse_out_indices(list(out_indices), 4)
-        self.norm_eval = norm_eval
+        self._init_training_options(norm_eval=norm_eval, with_cp=with_cp)
 
         self.level_embed = nn.Parameter(torch.zeros(3, dims))
         self.spm = SpatialPriorModule(
-            self.backbone.patch_embed.proj.in_channels,
+            self.backbone.in_channels,
             conv_inplane,
             dims,
             norm_cfg=norm_cfg)
@@ -196,23 +201,19 @@ class PlainAdapter(BaseModule):
         for i in range(1, 5):
             self.add_module(f'norm{i}', build_norm_layer(norm_cfg, dims)[1])
         self._adapter_init()
+        self._finish_init()
 
     # ------------------------------------------------------------- checks
     @staticmethod
     def _check_backbone(backbone: nn.Module) -> None:
-        needed = ('embed_dims', 'layers', 'prepare_tokens', 'token_layout',
-                  '_run_layer', 'patch_embed')
-        missing = [n for n in needed if not hasattr(backbone, n)]
-        if missing:
-            raise TypeError(
-                f'PlainAdapter needs a plain mmssm sequence backbone (e.g. '
-                f'Vim); {type(backbone).__name__} lacks {missing}')
-        patch = backbone.patch_embed
-        if patch.patch_size != 16 or patch.stride != 16:
+        check_plain_backbone(backbone, 'PlainAdapter')
+        grid = tuple(backbone.grid_size(64, 96))
+        if backbone.token_stride != 16 or grid != (4, 6):
             raise ValueError(
                 'PlainAdapter needs 16x16 non-overlapping patches (tokens at '
-                f'stride 16), got patch_size={patch.patch_size}, '
-                f'stride={patch.stride}')
+                f'stride 16 tiling the image), got token_stride='
+                f'{backbone.token_stride} and a {grid} grid for a 64x96 image'
+                ' (expected (4, 6))')
 
     @staticmethod
     def _check_indexes(indexes, num_layers: int) -> List[Tuple[int, int]]:
@@ -236,26 +237,8 @@ class PlainAdapter(BaseModule):
         """Random init of the reference adapter: truncated-normal linears,
         fan-out normal convs, unit norms, Deformable-DETR attention init,
         standard-normal level embedding."""
-
-        def init(m):
-            if isinstance(m, nn.Linear):
-                trunc_normal_(m.weight, std=.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, (nn.LayerNorm, nn.modules.batchnorm._NormBase,
-                                nn.GroupNorm)):
-                if m.weight is not None:
-                    nn.init.ones_(m.weight)
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-                fan_out = (m.kernel_size[0] * m.kernel_size[1] *
-                           m.out_channels) // m.groups
-                m.weight.normal_(0, math.sqrt(2.0 / fan_out))
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-
         for module in (self.spm, self.interactions, self.up):
-            module.apply(init)
+            module.apply(trunc_normal_fan_out_init)
         for m in self.interactions.modules():
             if isinstance(m, AdapterDeformAttention):
                 m.reset_parameters()
@@ -263,9 +246,10 @@ class PlainAdapter(BaseModule):
 
     # ------------------------------------------------------------ helpers
     @property
-    def layers(self) -> nn.ModuleList:
-        """The backbone's layers (for :class:`~mmssm.engine.SLWSHook`)."""
-        return self.backbone.layers
+    def plain_backbone(self) -> nn.Module:
+        """The wrapped plain backbone (where
+        :class:`~mmssm.engine.hooks.SLWSHook` shuffles)."""
+        return self.backbone
 
     @staticmethod
     def deform_inputs(h: int, w: int, device=None) -> Tuple[tuple, tuple]:
@@ -297,8 +281,7 @@ class PlainAdapter(BaseModule):
             ``(B, embed_dims, ceil(H / s_i), ceil(W / s_i))`` with
             ``s = (4, 8, 16, 32)``.
         """
-        check_image_input(x, self.backbone.patch_embed.proj.in_channels,
-                          'PlainAdapter')
+        check_image_input(x, self.backbone.in_channels, 'PlainAdapter')
         height, width = x.shape[-2:]
         div = self.SIZE_DIVISOR
         pad_h, pad_w = (-height) % div, (-width) % div
@@ -327,12 +310,12 @@ class PlainAdapter(BaseModule):
             stream = hidden if residual is None else residual + hidden
             delta = block.inject(stream[:, patch_index], c, injector_inputs)
             hidden = hidden.index_add(1, patch_index, delta.to(hidden.dtype))
-            for layer in self.backbone.layers[start:end + 1]:
-                hidden, residual = self.backbone._run_layer(
-                    layer, hidden, residual)
+            for index in range(start, end + 1):
+                hidden, residual = self.backbone.run_layer(
+                    index, hidden, residual)
             stream = residual + hidden
-            if i == last and getattr(self.backbone, 'final_norm', False):
-                stream = self.backbone.norm_f(stream)
+            if i == last:
+                stream = self.backbone.final_stream_norm(stream)
             tokens = stream[:, patch_index]
             c = block.extract(c, tokens, extractor_inputs, c_shapes)
             feats.append(tokens)
@@ -365,21 +348,13 @@ class PlainAdapter(BaseModule):
         return tuple(outs)
 
     # -------------------------------------------------- training utilities
-    def train(self, mode: bool = True) -> 'PlainAdapter':
-        super().train(mode)
-        if mode and self.norm_eval:
-            for name, m in self.named_modules():
-                if (not name.startswith('backbone.') and isinstance(
-                        m, nn.modules.batchnorm._BatchNorm)):
-                    m.eval()
-        return self
-
     def get_layer_depth(self, param_name: str, prefix: str = ''):
         """Layer depth for layer-wise lr decay: the backbone's own depths
-        for ``backbone.*`` parameters, the top depth (no decay) for the
-        adapter's parameters."""
+        for ``backbone.*`` parameters, the top depth ``num_layers + 1`` of
+        the plain-backbone interface (no decay) for the adapter's
+        parameters."""
         inner = prefix + 'backbone.'
         if param_name.startswith(inner):
             return self.backbone.get_layer_depth(param_name, inner)
-        _, num_depths = self.backbone.get_layer_depth('', 'backbone.')
+        num_depths = self.backbone.num_layers + 2
         return num_depths - 1, num_depths

@@ -2,17 +2,25 @@
 
 They implement the OpenMMLab backbone conventions once: the mmpretrain
 "arch zoo" (``arch`` given as a preset name or as a dict), ``out_indices``
-normalisation, the stochastic-depth schedule, layout permutes and the check of
-the input images, which must fail loudly on a wrong shape instead of giving a
-silently wrong result.
+normalisation, the stochastic-depth schedule, the gradient-checkpointing rule
+(:func:`maybe_checkpoint`), the official random init of convolutions and
+linear layers (:func:`trunc_normal_fan_out_init`), layout permutes and the
+check of the input images, which must fail loudly on a wrong shape instead of
+giving a silently wrong result. The backbone base class that uses them is
+:class:`mmssm.models.backbones.base.BaseBackbone`.
 """
-from typing import Dict, List, Sequence, Union
+import math
+from typing import Callable, Dict, List, Sequence, Union
 
 import torch
+import torch.nn as nn
+import torch.utils.checkpoint as cp
+from mmengine.model.weight_init import trunc_normal_
 
 __all__ = [
     'parse_arch', 'parse_out_indices', 'stage_drop_path_rates',
-    'check_image_input', 'to_channels_first', 'to_channels_last'
+    'check_image_input', 'to_channels_first', 'to_channels_last',
+    'maybe_checkpoint', 'trunc_normal_fan_out_init'
 ]
 
 
@@ -104,6 +112,56 @@ def stage_drop_path_rates(drop_path_rate: float,
         out.append(rates[start:start + depth])
         start += depth
     return out
+
+
+def maybe_checkpoint(with_cp: bool, training: bool, fn: Callable, *args):
+    """Call ``fn(*args)``, through gradient checkpointing when it pays.
+
+    The one ``with_cp`` rule of mmssm: a block is checkpointed (non-reentrant
+    :func:`torch.utils.checkpoint.checkpoint`, which recomputes its forward
+    in the backward pass instead of storing its activations) when ``with_cp``
+    is set, the calling module is in training mode and autograd is recording.
+    Evaluation, ``torch.no_grad()`` and frozen (eval-mode) stages run plainly.
+    Whether the input itself requires a gradient does not matter (the first
+    block after a frozen stem still saves memory).
+
+    Args:
+        with_cp (bool): The backbone's ``with_cp`` option.
+        training (bool): ``module.training`` of the caller.
+        fn (Callable): The block to run.
+        *args: Its inputs.
+    """
+    if with_cp and training and torch.is_grad_enabled():
+        return cp.checkpoint(fn, *args, use_reentrant=False)
+    return fn(*args)
+
+
+@torch.no_grad()
+def trunc_normal_fan_out_init(module: nn.Module) -> None:
+    """The random init of the official GroupMamba and ViT-Adapter code.
+
+    Meant for ``model.apply``: linear layers get a truncated normal weight
+    (std 0.02) and zero bias; LayerNorm, GroupNorm and BatchNorm weight 1 and
+    bias 0 (when affine); 2D (transposed) convolutions a normal weight of std
+    ``sqrt(2 / fan_out)`` with ``fan_out = k_h * k_w * out_channels /
+    groups`` and zero bias. Other modules are left alone.
+    """
+    if isinstance(module, nn.Linear):
+        trunc_normal_(module.weight, std=.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, (nn.LayerNorm, nn.GroupNorm,
+                             nn.modules.batchnorm._NormBase)):
+        if module.weight is not None:
+            nn.init.ones_(module.weight)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+        fan_out = (module.kernel_size[0] * module.kernel_size[1] *
+                   module.out_channels) // module.groups
+        module.weight.normal_(0, math.sqrt(2.0 / fan_out))
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
 
 
 def check_image_input(x: torch.Tensor, in_channels: int,

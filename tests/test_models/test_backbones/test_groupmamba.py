@@ -13,6 +13,7 @@ import mmssm.models.layers.ss2d as ss2d_module
 from mmssm.models.backbones.groupmamba import GroupMamba, convert_groupmamba
 from mmssm.models.layers.ss2d import SS2D, GroupedSS2D
 from mmssm.ops import selective_scan_ref
+from mmssm.utils.checkpoint import CheckpointError
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.dirname(__file__))))
 TINY = dict(
@@ -432,8 +433,9 @@ def test_missing_checkpoint_key_raises(tmp_path):
     path = str(tmp_path / 'broken.pth')
     torch.save(official, path)
     model = GroupMamba(TINY, init_cfg=dict(type='Pretrained', checkpoint=path))
-    with pytest.raises(KeyError, match=r'stages\.1\.0\.mixer\.ssm\.branches'
-                       r'\.2\.A_logs'):
+    with pytest.raises(CheckpointError,
+                       match=r'missing in the checkpoint \(1\): stages\.1\.0'
+                       r'\.mixer\.ssm\.branches\.2\.A_logs'):
         model.init_weights()
 
 

@@ -20,7 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.registry import MODELS as ROOT_MODELS
 
-from mmssm.models.backbones import mambaout as mambaout_module
+from mmssm.models.layers import backbone_utils
 from mmssm.models.backbones.mambaout import (GatedCNNBlock, MambaOut,
                                              convert_mambaout,
                                              mambaout_checkpoint_layout)
@@ -174,7 +174,7 @@ def _mmssm_to_timm(key, last=3):
 
 def _classifier(seed=0):
     """A tiny MambaOut classifier: backbone + MambaOutHead, random weights."""
-    from mmssm.models.heads.mambaout_head import MambaOutHead
+    from mmssm.cls.mambaout_head import MambaOutHead
     backbone = _tiny(seed, out_indices=(3, ), gap_before_final_norm=True)
     head = _randomize(MambaOutHead(num_classes=5, in_channels=32), seed + 1)
     state = OrderedDict(backbone.state_dict())
@@ -354,7 +354,7 @@ def test_bad_out_indices(out_indices, exc, match):
                                                  ('small', 48.5),
                                                  ('base', 84.8)])
 def test_parameter_counts_match_paper(arch, paper_millions):
-    from mmssm.models.heads.mambaout_head import MambaOutHead
+    from mmssm.cls.mambaout_head import MambaOutHead
     depths, dims = MambaOut.arch_zoo[arch]['depths'], MambaOut.arch_zoo[
         arch]['dims']
     backbone = MambaOut(arch=arch, out_indices=(3, ),
@@ -377,16 +377,21 @@ def test_parameter_counts_match_paper(arch, paper_millions):
 # ---------------------------------------------------------------------------
 @pytest.mark.parametrize('frozen_stages', [-1, 0, 1, 2, 4])
 def test_frozen_stages(frozen_stages):
+    """-1: nothing; 0: the stem; k: the stem and stages 0..k-1 with their
+    downsampling layers and output norms (mmdet Swin's meaning)."""
     model = MambaOut(arch=TINY, frozen_stages=frozen_stages)
     model.train()
     n_frozen = max(frozen_stages, 0)
+    stem_frozen = frozen_stages >= 0
     for i in range(4):
         frozen = i < n_frozen
-        for module in (model.downsample_layers[i], model.stages[i],
-                       getattr(model, f'norm{i}')):
-            assert all(p.requires_grad is not frozen
+        for module, is_frozen in ((model.downsample_layers[i],
+                                   frozen or (i == 0 and stem_frozen)),
+                                  (model.stages[i], frozen),
+                                  (getattr(model, f'norm{i}'), frozen)):
+            assert all(p.requires_grad is not is_frozen
                        for p in module.parameters())
-            assert all(m.training is not frozen for m in module.modules())
+            assert all(m.training is not is_frozen for m in module.modules())
     # gradients stop at the frozen part
     if 0 < n_frozen < 4:
         outs = model(_image(32, 32, batch=1))
@@ -401,21 +406,11 @@ def test_bad_frozen_stages(frozen_stages):
         MambaOut(arch=TINY, frozen_stages=frozen_stages)
 
 
-def test_norm_eval():
-    model = _tiny(norm_eval=True)
-    reference = _tiny(norm_eval=False)
-    model.train()
-    reference.train()
-    norms = [m for m in model.modules() if isinstance(m, nn.LayerNorm)]
-    assert len(norms) == 2 + 3 + 5 + 4  # stem 2, downsample 3, blocks, outs
-    assert all(not m.training for m in norms)
-    assert model.training and model.stages[0][0].fc1.training
-    x = _image(32, 40, batch=1)
-    for a, b in zip(model(x), reference(x)):
-        torch.testing.assert_close(a, b, rtol=0, atol=0)
-    model.eval()
-    model.train()
-    assert all(not m.training for m in norms)
+def test_norm_eval_refused_without_batch_norm():
+    """MambaOut has LayerNorms only: norm_eval would do nothing."""
+    with pytest.raises(ValueError, match='MambaOut has no BatchNorm.*'
+                       'norm_eval=True'):
+        _tiny(norm_eval=True)
 
 
 def test_with_cp_identical_outputs_and_grads():
@@ -424,9 +419,9 @@ def test_with_cp_identical_outputs_and_grads():
     for with_cp in (False, True):
         model = _tiny(with_cp=with_cp, drop_path_rate=0.3).train()
         with mock.patch.object(
-                mambaout_module.cp,
+                backbone_utils.cp,
                 'checkpoint',
-                wraps=mambaout_module.cp.checkpoint) as spy:
+                wraps=backbone_utils.cp.checkpoint) as spy:
             torch.manual_seed(123)
             outs = model(x)
             loss = sum((o * o).mean() for o in outs)
@@ -645,7 +640,7 @@ def test_converter_tool(tmp_path, monkeypatch):
     # --ema without model_ema is an error, not a silent fallback
     monkeypatch.setattr(sys, 'argv',
                         [CONVERTER, str(src), str(dst), '--ema'])
-    with pytest.raises(KeyError, match='model_ema'):
+    with pytest.raises(SystemExit, match='model_ema'):
         runpy.run_path(CONVERTER, run_name='__main__')
     # --ema picks the EMA weights of an official training checkpoint
     official = {_mmssm_to_official(k): v for k, v in state.items()}
@@ -671,7 +666,7 @@ def test_registered_in_mmssm_scope_and_root():
 def test_mambaout_head():
     from mmpretrain.registry import MODELS as PRETRAIN_MODELS
 
-    from mmssm.models.heads.mambaout_head import MambaOutHead
+    from mmssm.cls.mambaout_head import MambaOutHead
     head = PRETRAIN_MODELS.build(
         dict(type='MambaOutHead', num_classes=7, in_channels=16))
     assert isinstance(head, MambaOutHead)
@@ -693,7 +688,7 @@ def test_mmpretrain_image_classifier_with_converted_checkpoint(tmp_path):
     from mmpretrain.registry import MODELS as PRETRAIN_MODELS
     from mmpretrain.structures import DataSample
 
-    import mmssm.models.heads.mambaout_head  # noqa: F401
+    import mmssm.cls.mambaout_head  # noqa: F401
     _, _, state = _classifier(seed=11)
     official = {_mmssm_to_official(k): v for k, v in state.items()}
     src, dst = tmp_path / 'official.pth', tmp_path / 'mmpretrain.pth'

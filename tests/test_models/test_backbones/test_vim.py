@@ -17,6 +17,7 @@ import mmssm  # noqa: F401  (registers the safe globals for torch.load)
 from mmssm.models.backbones.vim import (Vim, VimPatchEmbed, cls_token_index,
                                         convert_vim, resize_vim_pos_embed)
 from mmssm.ops import selective_scan_ref
+from mmssm.utils.checkpoint import CheckpointError
 
 TINY = dict(embed_dims=16, num_layers=3, d_state=4)
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.dirname(__file__))))
@@ -200,7 +201,9 @@ def test_missing_keys_raise(tmp_path):
     ckpt = tmp_path / 'broken.pth'
     torch.save(dict(model=sd), ckpt)
     model = tiny_vim(init_cfg=dict(type='Pretrained', checkpoint=str(ckpt)))
-    with pytest.raises(KeyError, match='layers.1.mixer.D_b'):
+    with pytest.raises(CheckpointError,
+                       match=r'missing in the checkpoint \(1\): '
+                       r'layers\.1\.mixer\.D_b'):
         model.init_weights()
 
 
@@ -363,7 +366,7 @@ def test_drop_path_only_in_training():
 
 
 def test_frozen_stages_and_norm_eval():
-    model = tiny_vim(frozen_stages=2, norm_eval=True)
+    model = tiny_vim(frozen_stages=2)
     model.train()
     assert not model.pos_embed.requires_grad
     assert not model.cls_token.requires_grad
@@ -376,6 +379,12 @@ def test_frozen_stages_and_norm_eval():
     assert not full.norm_f.weight.requires_grad
     with pytest.raises(ValueError, match='frozen_stages'):
         tiny_vim(frozen_stages=4)
+    stem_only = tiny_vim(frozen_stages=0).train()
+    assert not stem_only.pos_embed.requires_grad
+    assert all(p.requires_grad for p in stem_only.layers[0].parameters())
+    # Vim has no BatchNorm: norm_eval would do nothing and is refused
+    with pytest.raises(ValueError, match='Vim has no BatchNorm'):
+        tiny_vim(norm_eval=True)
 
 
 def test_every_trainable_parameter_gets_a_gradient():

@@ -193,7 +193,7 @@ def test_adapter_init_and_structure():
     assert model.level_embed.shape == (3, DIMS)
     ffn = model.interactions[0].extractor.ffn
     assert ffn.fc1.out_features == DIMS // 4  # cffn_ratio 0.25
-    assert model.layers is model.backbone.layers
+    assert model.plain_backbone is model.backbone
     assert SLWSHook.find_layers(model) is model.backbone.layers
     assert 'layers.0.norm.weight' not in dict(model.named_parameters())
 
