@@ -25,12 +25,20 @@ setup(
     packages=find_packages(include=['mmssm', 'mmssm.*']) + ['mmssm.kernels'],
     package_dir={'mmssm.kernels': 'kernels'},
     include_package_data=True,
-    install_requires=['torch>=2.1', 'mmengine>=0.10.0,<1.0', 'einops', 'numpy'],
+    # What mmssm imports outside mmssm/det, mmssm/seg, mmssm/cls (checked by
+    # tests/test_install_requires.py): numba is optional at run time (the
+    # torch engine replaces the compiled CPU kernels without it) but is the
+    # CPU fast path, so it is installed by default.
+    install_requires=[
+        'torch>=2.1', 'mmengine>=0.10.0,<1.0', 'mmcv>=2.0.0rc4,<2.2.0',
+        'numpy<2', 'opencv-python', 'numba'
+    ],
     extras_require={
-        'det': ['mmdet==3.3.0', 'mmcv>=2.0.0rc4,<2.2.0'],
-        'seg': ['mmsegmentation==1.2.2', 'mmcv>=2.0.0rc4,<2.2.0', 'ftfy', 'regex'],
+        'det': ['mmdet==3.3.0'],
+        'seg': ['mmsegmentation==1.2.2', 'ftfy', 'regex'],
         'cls': ['mmpretrain==1.2.0'],
         'triton': ['triton'],
+        'safetensors': ['safetensors'],  # .safetensors checkpoints (timm, HF)
         'tests': ['pytest', 'pycocotools'],
     },
     zip_safe=False,

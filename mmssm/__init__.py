@@ -1,12 +1,22 @@
 """mmssm: vision state-space backbones for OpenMMLab dense prediction.
 
-``import mmssm`` registers the backbones, necks, hooks and optimizer
-constructors in mmengine's root registries and in the ``mmssm`` scope, and
-applies the stack fixes of :mod:`mmssm.utils.setup_env`. It never imports mmdet
-or mmseg (their mmcv version gates would break users of only one of them);
-task-specific pieces live in :mod:`mmssm.det` and :mod:`mmssm.seg`, and it
-does not load mmcv's compiled ops (``mmcv._ext``; only the ViT-Adapter's
-deformable attention does, when it is built).
+``import mmssm`` does three things and nothing else:
+
+* registers mmssm's backbones, necks, losses, hooks and optimizer
+  constructors in the ``mmssm`` scope and in mmengine's root registries
+  (:mod:`mmssm.registry`), so that ``type='X'`` resolves from the mmdet, mmseg
+  and mmpretrain scopes alike;
+* applies the fixes of the pinned stack documented in
+  :mod:`mmssm.utils.setup_env` (README, "Traps of this stack");
+* nothing task-specific: it never imports mmdet, mmseg or mmpretrain (their
+  mmcv version gates would break users of only one of them). The pieces that
+  import them live in :mod:`mmssm.det` (mmdet) and :mod:`mmssm.cls`
+  (mmpretrain); configs list those in ``custom_imports``. mmssm has no
+  mmseg-specific code: its segmentors are mmseg's own.
+
+It loads no compiled mmcv op (``mmcv._ext``): only the ViT-Adapter's
+deformable attention needs one, when it is built. Triton is imported on the
+first Triton scan call.
 
 When mmengine is not installed at all there are no registries to fill: the
 package then imports without registering anything, so that :mod:`mmssm.ops`

@@ -5,7 +5,12 @@
   still runs on CPU tensors (torch engine).
 * ``import mmssm`` and the SSM backbones never load mmcv's compiled ops
   (``mmcv._ext``): only the ViT-Adapter's deformable attention needs them.
+* ``import mmssm`` imports no task package (mmdet, mmseg, mmpretrain, nor
+  mmssm's own ``mmssm.det``/``mmssm.cls``) and no Triton, yet registers every
+  mmssm component; nothing outside ``mmssm/det``, ``mmssm/seg`` and
+  ``mmssm/cls`` imports a task package.
 """
+import ast
 import subprocess
 import sys
 import textwrap
@@ -82,3 +87,52 @@ def test_import_and_backbones_without_mmcv_compiled_ops():
         print('ok')
         """)
     assert out.strip() == 'ok'
+
+
+def test_import_mmssm_loads_no_task_package_and_registers():
+    out = _run("""
+        import sys
+        import mmssm
+        from mmengine.registry import MODELS as ROOT_MODELS
+        from mmssm.registry import HOOKS, MODELS, OPTIM_WRAPPER_CONSTRUCTORS
+
+        heavy = ('mmdet', 'mmseg', 'mmpretrain', 'triton', 'mmcv._ext',
+                 'mmcv.ops', 'mmssm.det', 'mmssm.cls', 'mmssm.kernels')
+        print(sorted(m for m in heavy if m in sys.modules))
+        print(sorted(n for n in ('Vim', 'GroupMamba', 'MambaOut',
+                                 'PlainAdapter', 'SimpleFeaturePyramid',
+                                 'PlainMultiLevelTaps')
+                     if n in MODELS.module_dict
+                     and ROOT_MODELS.get(n) is MODELS.get(n)))
+        print('SLWSHook' in HOOKS.module_dict,
+              'SSMLayerDecayOptimWrapperConstructor'
+              in OPTIM_WRAPPER_CONSTRUCTORS.module_dict)
+        """)
+    loaded, registered, others = out.strip().splitlines()[-3:]
+    assert loaded == '[]'
+    assert registered == str(sorted([
+        'Vim', 'GroupMamba', 'MambaOut', 'PlainAdapter',
+        'SimpleFeaturePyramid', 'PlainMultiLevelTaps']))
+    assert others == 'True True'
+
+
+def test_task_packages_imported_only_in_their_subpackages():
+    """mmdet only under mmssm/det, mmpretrain only under mmssm/cls, mmseg only
+    under mmssm/seg (absent: mmssm has no mmseg-specific code)."""
+    owner = {'mmdet': 'det', 'mmseg': 'seg', 'mmpretrain': 'cls'}
+    wrong = []
+    for path in sorted((REPO / 'mmssm').rglob('*.py')):
+        rel = path.relative_to(REPO)
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module or '']
+            else:
+                continue
+            for name in names:
+                top = name.split('.')[0]
+                if top in owner and rel.parts[1] != owner[top]:
+                    wrong.append(f'{rel}:{node.lineno} imports {name}')
+    assert not wrong, wrong
+    assert not (REPO / 'mmssm' / 'models' / 'heads').exists()

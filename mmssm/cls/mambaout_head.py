@@ -1,7 +1,7 @@
 """The MLP classifier head of MambaOut, for mmpretrain's ``ImageClassifier``.
 
-This module imports mmpretrain; ``import mmssm`` does not import it (load it
-with ``custom_imports``, see :mod:`mmssm.models.heads`).
+This module imports mmpretrain; ``import mmssm`` does not import it: list
+``'mmssm.cls'`` in ``custom_imports`` (see :mod:`mmssm.cls`).
 """
 from typing import Dict, Optional, Tuple
 
