@@ -117,3 +117,84 @@ def test_bad_configs():
         build(TinyDetector(), layer_decay=0.9)
     with pytest.raises(ValueError, match='layer_decay_rate'):
         build(TinyDetector(), layer_decay_rate=1.5)
+
+
+class _Flagged(nn.Module):
+    """A 2-D weight that decays, a flagged 2-D one that does not, a norm."""
+
+    def __init__(self):
+        super().__init__()
+        self.keep = nn.Parameter(torch.ones(3, 3))
+        self.table = nn.Parameter(torch.ones(3, 3))
+        self.table._no_weight_decay = True
+        self.ln = nn.LayerNorm(3)
+
+
+def test_no_weight_decay_flag_is_the_rule():
+    """The flag alone takes weight decay off a parameter (whatever its name);
+    a hierarchical model without get_layer_depth works with rate 1."""
+    model = _Flagged()
+    got = lr_wd_of(build(model, layer_decay_rate=1.0))
+    assert got['keep'][:2] == (LR, WD)
+    assert got['table'][:2] == (LR, 0.0)
+    assert got['ln.weight'][:2] == (LR, 0.0)
+    # the Mamba and SS2D mixers flag their A and D
+    from mmssm.models.layers.mamba import BiMambaMixer
+    from mmssm.models.layers.ss2d import SS2D
+    for mixer in (BiMambaMixer(8, d_state=4), SS2D(8, d_state=4)):
+        flagged = sorted(n for n, p in mixer.named_parameters()
+                         if getattr(p, '_no_weight_decay', False))
+        assert flagged in (['A_b_log', 'A_log', 'D', 'D_b'], ['A_logs', 'Ds'])
+
+
+def test_hierarchical_backbone_with_rate_1():
+    """MambaOut has no layer depths: every parameter at the base lr, no decay
+    on its norms and biases; a rate below 1 is refused by name."""
+    from mmssm.models.backbones import MambaOut
+
+    class Net(nn.Module):
+
+        def __init__(self):
+            super().__init__()
+            self.backbone = MambaOut(
+                arch=dict(depths=[1, 1, 1, 1], dims=[8, 8, 16, 16]))
+            self.head = nn.Linear(16, 2)
+
+    model = Net()
+    got = lr_wd_of(build(model, layer_decay_rate=1.0))
+    assert set(got) == {n for n, _ in model.named_parameters()}
+    for name, (lr, wd, p) in got.items():
+        assert lr == LR, name
+        assert wd == (0.0 if p.ndim == 1 else WD), name
+    with pytest.raises(TypeError, match='MambaOut has no get_layer_depth'):
+        build(Net(), layer_decay_rate=0.9)
+
+
+def test_transitional_unflagged_names_are_still_needed():
+    """Every name in the transitional list is a backbone parameter that is
+    not flagged yet; once its backbone flags it, this fails: delete the name
+    from ``_UNFLAGGED_BACKBONE_PARAMS``."""
+    from mmssm.engine.optimizers.layer_decay import \
+        _UNFLAGGED_BACKBONE_PARAMS
+    from mmssm.models.backbones import GroupMamba, PlainAdapter
+    models = [
+        Vim(dict(embed_dims=16, num_layers=2, d_state=4), img_size=32),
+        Vim(dict(embed_dims=16, num_layers=2, d_state=4), img_size=32,
+            num_registers=2, cls_position='head', out_type='cls_token'),
+        GroupMamba(arch=dict(embed_dims=[16, 32, 48, 64], depths=[1, 1, 1, 1],
+                             mlp_ratios=[2, 2, 2, 2], stem_channels=8)),
+        PlainAdapter(
+            backbone=dict(type='Vim', arch=dict(embed_dims=16, num_layers=4,
+                                                d_state=4), img_size=32),
+            conv_inplane=8, deform_num_heads=2,
+            interaction_indexes=[[0, 0], [1, 1], [2, 2], [3, 3]]),
+    ]
+    unflagged = {
+        name.rsplit('.', 1)[-1]
+        for m in models for name, p in m.named_parameters()
+        if not getattr(p, '_no_weight_decay', False)
+    }
+    still_needed = set(_UNFLAGGED_BACKBONE_PARAMS) & unflagged
+    assert still_needed == set(_UNFLAGGED_BACKBONE_PARAMS), (
+        'flagged now, remove from _UNFLAGGED_BACKBONE_PARAMS: '
+        f'{sorted(set(_UNFLAGGED_BACKBONE_PARAMS) - still_needed)}')

@@ -45,14 +45,14 @@ from mmssm.registry import register_optim_constructor
 __all__ = ['SSMLayerDecayOptimWrapperConstructor', 'no_weight_decay']
 
 #: TRANSITIONAL: parameters created in backbone files that do not set the
-#: ``_no_weight_decay`` flag yet (Vim's position embeddings and tokens, the
-#: ViT-Adapter's level embedding, GroupMamba's ``skip_scale``). They are
-#: treated as flagged; this tuple goes once ``mmssm/models/backbones/vim.py``,
-#: ``vit_adapter.py`` and ``groupmamba.py`` flag them
-#: (``tests/test_engine/test_layer_decay.py`` reports which are still
-#: unflagged).
+#: ``_no_weight_decay`` flag yet: Vim's position embeddings and class token
+#: (which also holds the registers), the ViT-Adapter's level embedding,
+#: GroupMamba's ``skip_scale``. They are treated as flagged; this tuple goes
+#: once ``mmssm/models/backbones/vim.py``, ``vit_adapter.py`` and
+#: ``groupmamba.py`` flag them (``tests/test_engine/test_layer_decay.py``
+#: reports which are flagged already).
 _UNFLAGGED_BACKBONE_PARAMS = ('pos_embed', 'pos_embed_cls', 'cls_token',
-                              'register_tokens', 'level_embed', 'skip_scale')
+                              'level_embed', 'skip_scale')
 
 _NORM_TYPES = (nn.modules.batchnorm._BatchNorm,
                nn.modules.instancenorm._InstanceNorm, nn.GroupNorm,
