@@ -377,8 +377,9 @@ class MambaOut(BaseBackbone):
         if layout != 'mmssm':
             local = OrderedDict(
                 (k[len(prefix):], state_dict.pop(k)) for k in keys)
-            converted = convert_mambaout(
-                local, num_stages=self.num_stages, strict=False)
+            # strict: a foreign file detected as timm/official (e.g. another
+            # family's ``stem.*``) stops here, naming its first odd key
+            converted = convert_mambaout(local, num_stages=self.num_stages)
             last_norm = f'norm{self.num_stages - 1}.'
             for key, value in converted.items():
                 if key.startswith(last_norm) and not hasattr(

@@ -27,10 +27,11 @@ from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
-import torch.utils.checkpoint as cp
 from mmcv.cnn import build_norm_layer
 from mmcv.cnn.bricks import DropPath
 from mmengine.model import BaseModule
+
+from .backbone_utils import maybe_checkpoint
 
 __all__ = [
     'AdapterDeformAttention', 'SpatialPriorModule', 'ConvFFN', 'Injector',
@@ -308,7 +309,35 @@ class ConvFFN(BaseModule):
         return self.drop(self.fc2(x))
 
 
-class Injector(BaseModule):
+class _NormedDeformAttention(BaseModule):
+    """What the injector and the extractor share: ``attn(LN(query),
+    LN(feat))`` (modules ``query_norm``, ``feat_norm``, ``attn``) and the
+    ``with_cp`` rule of mmssm
+    (:func:`~mmssm.models.layers.backbone_utils.maybe_checkpoint`) around
+    the subclass's ``_forward``."""
+
+    def __init__(self, embed_dims: int, num_heads: int, num_points: int,
+                 num_levels: int, value_ratio: float, norm_cfg: dict,
+                 with_cp: bool, init_cfg: Optional[dict]) -> None:
+        super().__init__(init_cfg=init_cfg)
+        self.with_cp = with_cp
+        self.query_norm = build_norm_layer(norm_cfg, embed_dims)[1]
+        self.feat_norm = build_norm_layer(norm_cfg, embed_dims)[1]
+        self.attn = AdapterDeformAttention(embed_dims, num_heads, num_levels,
+                                           num_points, value_ratio)
+
+    def _attend(self, query, feat, reference_points, spatial_shapes,
+                start_index) -> torch.Tensor:
+        return self.attn(
+            self.query_norm(query), reference_points, self.feat_norm(feat),
+            spatial_shapes, start_index)
+
+    def _checkpointed(self, *args) -> torch.Tensor:
+        return maybe_checkpoint(self.with_cp, self.training, self._forward,
+                                *args)
+
+
+class Injector(_NormedDeformAttention):
     """ViT-Adapter injector: backbone tokens attend to the spatial prior.
 
     ``delta = gamma * attn(LN(tokens), LN(c))``, with ``gamma`` (per
@@ -339,32 +368,24 @@ class Injector(BaseModule):
                  norm_cfg: dict = dict(type='LN', eps=1e-6),
                  with_cp: bool = False,
                  init_cfg: Optional[dict] = None) -> None:
-        super().__init__(init_cfg=init_cfg)
-        self.with_cp = with_cp
-        self.query_norm = build_norm_layer(norm_cfg, embed_dims)[1]
-        self.feat_norm = build_norm_layer(norm_cfg, embed_dims)[1]
-        self.attn = AdapterDeformAttention(embed_dims, num_heads, num_levels,
-                                           num_points, value_ratio)
+        super().__init__(embed_dims, num_heads, num_points, num_levels,
+                         value_ratio, norm_cfg, with_cp, init_cfg)
         self.gamma = nn.Parameter(init_values * torch.ones(embed_dims))
 
     def _forward(self, query, feat, reference_points, spatial_shapes,
                  start_index):
-        attn = self.attn(
-            self.query_norm(query), reference_points, self.feat_norm(feat),
-            spatial_shapes, start_index)
-        return self.gamma * attn
+        return self.gamma * self._attend(query, feat, reference_points,
+                                         spatial_shapes, start_index)
 
     def forward(self, query: torch.Tensor, reference_points: torch.Tensor,
                 feat: torch.Tensor, spatial_shapes: torch.Tensor,
                 start_index: torch.Tensor) -> torch.Tensor:
         """Return ``gamma * attn`` ``(B, Lq, C)`` (no residual)."""
-        args = (query, feat, reference_points, spatial_shapes, start_index)
-        if self.with_cp and query.requires_grad:
-            return cp.checkpoint(self._forward, *args, use_reentrant=False)
-        return self._forward(*args)
+        return self._checkpointed(query, feat, reference_points,
+                                  spatial_shapes, start_index)
 
 
-class Extractor(BaseModule):
+class Extractor(_NormedDeformAttention):
     """ViT-Adapter extractor: the spatial prior attends to the tokens.
 
     ``c = c + attn(LN(c), LN(tokens))``; then, with ``with_cffn``,
@@ -400,13 +421,9 @@ class Extractor(BaseModule):
                  norm_cfg: dict = dict(type='LN', eps=1e-6),
                  with_cp: bool = False,
                  init_cfg: Optional[dict] = None) -> None:
-        super().__init__(init_cfg=init_cfg)
-        self.with_cp = with_cp
+        super().__init__(embed_dims, num_heads, num_points, num_levels,
+                         value_ratio, norm_cfg, with_cp, init_cfg)
         self.with_cffn = with_cffn
-        self.query_norm = build_norm_layer(norm_cfg, embed_dims)[1]
-        self.feat_norm = build_norm_layer(norm_cfg, embed_dims)[1]
-        self.attn = AdapterDeformAttention(embed_dims, num_heads, num_levels,
-                                           num_points, value_ratio)
         if with_cffn:
             self.ffn = ConvFFN(embed_dims, int(embed_dims * cffn_ratio), drop)
             self.ffn_norm = build_norm_layer(norm_cfg, embed_dims)[1]
@@ -416,9 +433,8 @@ class Extractor(BaseModule):
 
     def _forward(self, query, feat, reference_points, spatial_shapes,
                  start_index, query_shapes):
-        query = query + self.attn(
-            self.query_norm(query), reference_points, self.feat_norm(feat),
-            spatial_shapes, start_index)
+        query = query + self._attend(query, feat, reference_points,
+                                     spatial_shapes, start_index)
         if self.with_cffn:
             query = query + self.drop_path(
                 self.ffn(self.ffn_norm(query), query_shapes))
@@ -430,11 +446,8 @@ class Extractor(BaseModule):
                 query_shapes: Sequence[Tuple[int, int]]) -> torch.Tensor:
         """Update the multi-level ``query`` ``(B, sum h * w, C)`` whose
         levels have sizes ``query_shapes``."""
-        args = (query, feat, reference_points, spatial_shapes, start_index,
-                query_shapes)
-        if self.with_cp and query.requires_grad:
-            return cp.checkpoint(self._forward, *args, use_reentrant=False)
-        return self._forward(*args)
+        return self._checkpointed(query, feat, reference_points,
+                                  spatial_shapes, start_index, query_shapes)
 
 
 class InteractionAdapterBlock(BaseModule):

@@ -1,0 +1,262 @@
+"""The shared backbone base: one meaning of frozen_stages, norm_eval only
+with BatchNorm, one with_cp rule, the official init helper, and the public
+plain-backbone interface that SLWSHook and PlainAdapter both use."""
+from unittest import mock
+
+import pytest
+import torch
+import torch.nn as nn
+
+import mmssm  # noqa: F401
+from mmssm.engine.hooks import SLWSHook
+from mmssm.models.backbones import GroupMamba, MambaOut, PlainAdapter, Vim
+from mmssm.models.backbones.base import PlainBackboneMixin
+from mmssm.models.layers import backbone_utils
+from mmssm.models.layers.backbone_utils import (maybe_checkpoint,
+                                                trunc_normal_fan_out_init)
+
+
+def mambaout(**kw):
+    return MambaOut(dict(depths=[1, 1, 1, 1], dims=[8, 16, 24, 32]), **kw)
+
+
+def groupmamba(**kw):
+    return GroupMamba(
+        dict(embed_dims=[16, 32, 48, 64], depths=[1, 1, 1, 1],
+             mlp_ratios=[2, 2, 2, 2], stem_channels=8),
+        scan_impl='ref', **kw)
+
+
+def vim(**kw):
+    return Vim(dict(embed_dims=16, num_layers=4, d_state=4), img_size=32,
+               mixer_cfg=dict(scan_impl='ref'), **kw)
+
+
+#: family -> (builder, parameter-name prefixes of the stem, of stage i)
+FAMILIES = {
+    'MambaOut': (mambaout, ('downsample_layers.0.', ), lambda i: (
+        f'stages.{i}.', f'norm{i}.') + ((f'downsample_layers.{i}.', )
+                                        if i else ())),
+    'GroupMamba': (groupmamba, ('stem.', ), lambda i: (
+        f'stages.{i}.', f'norms.{i}.') + ((f'downsamples.{i - 1}.', )
+                                          if i else ())),
+    'Vim': (vim, ('patch_embed.', 'pos_embed', 'cls_token'),
+            lambda i: (f'layers.{i}.', ) + (('norm_f.', ) if i == 3 else ())),
+}
+
+
+@pytest.mark.parametrize('family', list(FAMILIES))
+@pytest.mark.parametrize('frozen_stages', [-1, 0, 1, 4])
+def test_frozen_stages_has_one_meaning(family, frozen_stages):
+    """-1 nothing, 0 the stem, k the stem and the first k stages, in every
+    family (names written out per family above, not taken from the code)."""
+    build, stem, stage = FAMILIES[family]
+    model = build(frozen_stages=frozen_stages).train()
+    expected = ()
+    if frozen_stages >= 0:
+        expected = stem + sum((stage(i) for i in range(frozen_stages)), ())
+    for name, param in model.named_parameters():
+        frozen = name.startswith(expected) if expected else False
+        assert param.requires_grad is not frozen, name
+    for name, module in model.named_modules():
+        if name and expected and name.startswith(
+                tuple(p.rstrip('.') for p in expected)):
+            assert not module.training, name
+    with pytest.raises(ValueError, match=r'frozen_stages must be an int in '
+                       r'\[-1, 4\].*got 5'):
+        build(frozen_stages=5)
+
+
+def test_norm_eval_only_with_batch_norm():
+    for build in (mambaout, vim):
+        with pytest.raises(ValueError, match='has no BatchNorm layer, so '
+                           'norm_eval=True'):
+            build(norm_eval=True)
+    with pytest.raises(ValueError, match='PlainAdapter has no BatchNorm'):
+        PlainAdapter(vim(), deform_num_heads=2, conv_inplane=8,
+                     norm_cfg=dict(type='LN'), norm_eval=True)
+    with pytest.raises(ValueError, match='GroupMamba has no BatchNorm'):
+        groupmamba(stem_norm_cfg=dict(type='GN', num_groups=2),
+                   norm_eval=True)
+    model = groupmamba(norm_eval=True).train()
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert len(bns) == 3 and not any(m.training for m in bns)
+    assert model.stages[0].training
+    # the adapter's norm_eval covers its own BatchNorms only
+    adapter = PlainAdapter(vim(), deform_num_heads=2, conv_inplane=8,
+                           norm_cfg=dict(type='BN'), norm_eval=True).train()
+    bns = [m for m in adapter.modules() if isinstance(m, nn.BatchNorm2d)]
+    # spatial prior: 3 stem convs + 3 strided convs; 4 output norms
+    assert len(bns) == 10 and not any(m.training for m in bns)
+
+
+def test_with_cp_rule():
+    """Checkpoint in training mode while autograd records; never in eval or
+    under no_grad, whatever the input's requires_grad."""
+    layer = nn.Linear(3, 3)
+    x = torch.randn(2, 3)  # requires no grad: still checkpointed
+    with mock.patch.object(backbone_utils.cp, 'checkpoint',
+                           wraps=backbone_utils.cp.checkpoint) as spy:
+        out = maybe_checkpoint(True, True, layer, x)
+        assert spy.call_count == 1
+        assert spy.call_args.kwargs == dict(use_reentrant=False)
+        out.sum().backward()
+        assert layer.weight.grad is not None
+        maybe_checkpoint(True, False, layer, x)
+        maybe_checkpoint(False, True, layer, x)
+        with torch.no_grad():
+            maybe_checkpoint(True, True, layer, x)
+        assert spy.call_count == 1
+    # every family goes through it: one call per block in training
+    for build, blocks in ((mambaout, 4), (groupmamba, 4), (vim, 4)):
+        model = build(with_cp=True).train()
+        with mock.patch.object(backbone_utils.cp, 'checkpoint',
+                               wraps=backbone_utils.cp.checkpoint) as spy:
+            model(torch.randn(1, 3, 32, 32))
+            assert spy.call_count == blocks, type(model).__name__
+            model.eval()
+            model(torch.randn(1, 3, 32, 32))
+            assert spy.call_count == blocks
+
+
+def test_trunc_normal_fan_out_init():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(8, 64, 3, groups=2)
+    lin = nn.Linear(256, 512)
+    norm = nn.LayerNorm(4)
+    with torch.no_grad():
+        norm.weight.fill_(3)
+        norm.bias.fill_(2)
+    for m in (conv, lin, norm):
+        trunc_normal_fan_out_init(m)
+    fan_out = 3 * 3 * 64 // 2
+    assert conv.weight.std().item() == pytest.approx((2 / fan_out)**0.5,
+                                                     rel=0.05)
+    assert lin.weight.std().item() == pytest.approx(0.02, rel=0.05)
+    assert lin.weight.abs().max() <= 2  # mmengine's truncation bounds
+    assert not conv.bias.any() and not lin.bias.any()
+    assert torch.equal(norm.weight, torch.ones(4))
+    assert not norm.bias.any()
+
+
+class ToyPlain(PlainBackboneMixin, nn.Module):
+    """A minimal plain backbone implementing the interface: 16x16 patches,
+    a class token first, layers that mix tokens in order (cumulative mean),
+    so that any change of the token order changes the result."""
+
+    in_channels = 3
+    token_stride = 16
+    with_cp = False
+
+    def __init__(self, dims=8, depth=4):
+        super().__init__()
+        self.embed_dims = dims
+        self.num_layers = depth
+        self.proj = nn.Conv2d(3, dims, 16, 16)
+        self.cls_token = nn.Parameter(torch.randn(1, 1, dims))
+        self.layers = nn.ModuleList(ToyLayer(dims) for _ in range(depth))
+        self.run_layer_calls = []
+
+    def grid_size(self, h, w):
+        return -(-h // 16), -(-w // 16)
+
+    def prepare_tokens(self, x):
+        tokens = self.proj(x)
+        grid = tuple(tokens.shape[-2:])
+        tokens = tokens.flatten(2).transpose(1, 2)
+        cls = self.cls_token.expand(x.shape[0], -1, -1)
+        return torch.cat([cls, tokens], 1), grid, 0
+
+    def token_layout(self, grid, device=None):
+        index = torch.arange(grid[0] * grid[1] + 1, device=device)
+        return index[1:], index[:1]
+
+    def run_layer(self, index, hidden, residual):
+        self.run_layer_calls.append(index)
+        return super().run_layer(index, hidden, residual)
+
+    def final_stream_norm(self, stream):
+        return stream
+
+    def get_layer_depth(self, name, prefix=''):
+        return self.num_layers + 1, self.num_layers + 2
+
+    def forward(self, x):
+        hidden, _, _ = self.prepare_tokens(x)
+        residual = None
+        for index in range(self.num_layers):
+            hidden, residual = self.run_layer(index, hidden, residual)
+        return residual + hidden
+
+
+class ToyLayer(nn.Module):
+
+    def __init__(self, dims):
+        super().__init__()
+        self.fc = nn.Linear(dims, dims)
+
+    def forward(self, hidden, residual=None):
+        residual = hidden if residual is None else residual + hidden
+        steps = torch.arange(1, residual.shape[1] + 1).view(1, -1, 1)
+        return self.fc(residual.cumsum(1) / steps), residual
+
+
+def test_toy_plain_backbone_gets_slws_and_the_adapter():
+    torch.manual_seed(0)
+    toy = ToyPlain()
+    x = torch.randn(2, 3, 64, 80)
+    # SLWSHook: shuffles the toy's layers (their outputs change) ...
+    model = nn.Module()
+    model.backbone = toy
+    hook = SLWSHook(prob=1.0, seed=0)
+    hook.attach(model)
+    assert hook.layers is toy.layers
+    toy.train()
+    plain = toy(x)
+    hook._active = {i: True for i in range(4)}
+    assert not torch.allclose(toy(x), plain)
+    hook.clear()
+    torch.testing.assert_close(toy(x), plain, rtol=0, atol=0)
+    hook.detach()
+    # ... and PlainAdapter runs it layer by layer through run_layer
+    adapter = PlainAdapter(toy, deform_num_heads=2, conv_inplane=8,
+                           norm_cfg=dict(type='BN')).eval()
+    toy.run_layer_calls.clear()
+    with torch.no_grad():
+        outs = adapter(torch.randn(1, 3, 70, 90))
+    assert toy.run_layer_calls == [0, 1, 2, 3]
+    assert [tuple(o.shape[-2:]) for o in outs] == [(18, 23), (9, 12), (5, 6),
+                                                   (3, 3)]
+    assert adapter.get_layer_depth('backbone.spm.fc1.weight',
+                                   'backbone.') == (5, 6)
+    # the hook finds the toy inside the adapter
+    wrapper = nn.Module()
+    wrapper.backbone = adapter
+    assert SLWSHook.find_backbone(wrapper) is toy
+
+
+def test_backbone_without_the_interface_is_refused_by_both():
+
+    class LayersOnly(nn.Module):
+
+        def __init__(self):
+            super().__init__()
+            self.layers = nn.ModuleList([nn.Identity()])
+            self.embed_dims = 8
+
+    missing = (r"LayersOnly lacks \['in_channels', 'num_layers', "
+               r"'token_stride', 'grid_size', 'prepare_tokens', "
+               r"'token_layout', 'run_layer', 'final_stream_norm'\]")
+    with pytest.raises(TypeError, match='SLWSHook needs a plain mmssm '
+                       'sequence backbone.*' + missing):
+        SLWSHook().attach(LayersOnly())
+    with pytest.raises(TypeError, match='PlainAdapter needs a plain mmssm '
+                       'sequence backbone.*' + missing):
+        PlainAdapter(LayersOnly())
+    toy = ToyPlain()
+    toy.num_layers = 3  # does not match its 4 layers
+    with pytest.raises(TypeError, match='num_layers=3'):
+        SLWSHook().attach(toy)
+    # a hierarchical backbone is not a plain one
+    with pytest.raises(TypeError, match='MambaOut lacks'):
+        SLWSHook().attach(mambaout())
