@@ -194,15 +194,26 @@ def read_checkpoint_shapes(path: str,
             wrong with it (missing, a directory, empty, a text file, a
             truncated archive, no state dict inside).
     """
-    ckpt = load_checkpoint_file(path, mmap=True)
-    try:
-        state_dict = unwrap_state_dict(ckpt, keys)
-    except (TypeError, KeyError) as e:
-        raise CheckpointError(
-            f'checkpoint {path!r} holds no state dict: {e}') from None
+    state_dict = read_state_dict(path, keys, mmap=True)
     if not state_dict:
         raise CheckpointError(f'checkpoint {path!r} holds an empty state dict')
     return {k: v.shape for k, v in state_dict.items()}
+
+
+def read_state_dict(path: str,
+                    keys: Sequence[str] = DEFAULT_KEYS,
+                    map_location: str = 'cpu',
+                    mmap: bool = False,
+                    use_ema: bool = False) -> Dict[str, torch.Tensor]:
+    """:func:`load_checkpoint_file` then :func:`unwrap_state_dict`, with a
+    :class:`CheckpointError` naming the file when it holds no state dict."""
+    ckpt = load_checkpoint_file(path, map_location=map_location, mmap=mmap)
+    try:
+        return unwrap_state_dict(ckpt, keys, use_ema=use_ema)
+    except (TypeError, KeyError) as e:
+        msg = e.args[0] if e.args else str(e)
+        raise CheckpointError(
+            f'checkpoint {path!r} holds no state dict: {msg}') from None
 
 
 def compare_state_dict_shapes(expected: Dict[str, torch.Size],
@@ -338,12 +349,7 @@ def load_pretrained(model: torch.nn.Module,
     """
     from mmengine.logging import print_log
     name = type(model).__name__
-    ckpt = load_checkpoint_file(checkpoint, map_location=map_location)
-    try:
-        state_dict = unwrap_state_dict(ckpt, keys)
-    except (TypeError, KeyError) as e:
-        raise CheckpointError(
-            f'checkpoint {checkpoint!r} holds no state dict: {e}') from None
+    state_dict = read_state_dict(checkpoint, keys, map_location)
     own = model.state_dict()
     if prefix is None:
         prefix = _guess_prefix(state_dict, list(own))
@@ -396,6 +402,15 @@ def load_pretrained(model: torch.nn.Module,
     return dict(diff, absent_by_design=absent)
 
 
+def converter_arg_parser(description: str):
+    """The argument parser of a converter CLI, with ``src`` and ``dst``."""
+    import argparse
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument('src', help='source checkpoint (path or URL)')
+    parser.add_argument('dst', help='output checkpoint path')
+    return parser
+
+
 def convert_checkpoint_file(src: str,
                             dst: str,
                             convert,
@@ -416,8 +431,7 @@ def convert_checkpoint_file(src: str,
     import os
     import os.path as osp
     try:
-        state_dict = unwrap_state_dict(
-            load_checkpoint_file(src), keys, use_ema=use_ema)
+        state_dict = read_state_dict(src, keys, use_ema=use_ema)
         converted = convert(state_dict)
     except CheckpointError as e:
         raise SystemExit(f'error: {e}') from None

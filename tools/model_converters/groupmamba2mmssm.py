@@ -14,19 +14,17 @@ checkpoint=...)`` of ``GroupMamba``). ``--keep cls`` keeps the class block
 ``DistillImageClassifier`` state dict (``backbone.*`` and ``head.{fc,
 dist_fc}.*`` of ``GroupMambaDistHead``).
 """
-import argparse
 
 from mmssm.models.backbones.groupmamba import EMA_FIRST, convert_groupmamba
-from mmssm.utils.checkpoint import convert_checkpoint_file
+from mmssm.utils.checkpoint import (convert_checkpoint_file,
+                                    converter_arg_parser)
 
 __all__ = ['convert_groupmamba', 'main']
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        description='Convert an official GroupMamba checkpoint to mmssm.')
-    parser.add_argument('src', help='official checkpoint (path or URL)')
-    parser.add_argument('dst', help='output path')
+    parser = converter_arg_parser(
+        'Convert an official GroupMamba checkpoint to mmssm.')
     parser.add_argument(
         '--keep',
         choices=['none', 'cls', 'heads'],

@@ -17,19 +17,17 @@ mmpretrain ``ImageClassifier`` (``load_from``); ``--no-head`` drops the head.
 Note that MambaOut also loads the unconverted files directly through
 ``init_cfg=dict(type='Pretrained', checkpoint=...)``.
 """
-import argparse
 from collections import OrderedDict
 
 from mmssm.models.backbones.mambaout import (convert_mambaout,
                                              mambaout_checkpoint_layout)
-from mmssm.utils.checkpoint import convert_checkpoint_file
+from mmssm.utils.checkpoint import (convert_checkpoint_file,
+                                    converter_arg_parser)
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        description='Convert an official/timm MambaOut checkpoint to mmssm')
-    parser.add_argument('src', help='source checkpoint (path or URL)')
-    parser.add_argument('dst', help='output checkpoint path')
+    parser = converter_arg_parser(
+        'Convert an official/timm MambaOut checkpoint to mmssm')
     parser.add_argument(
         '--mmpretrain',
         action='store_true',

@@ -24,20 +24,18 @@ directly through ``init_cfg``. Mamba-Reg files (registers ``cls_token``
 way for ``Vim(arch='reg-*')``; their classifier ``neck``/``norm_neck`` become
 ``head.neck``/``head.norm_neck`` (no mmpretrain head reads them).
 """
-import argparse
 from collections import OrderedDict
 
 from mmssm.models.backbones.vim import convert_vim
-from mmssm.utils.checkpoint import convert_checkpoint_file
+from mmssm.utils.checkpoint import (convert_checkpoint_file,
+                                    converter_arg_parser)
 
 __all__ = ['convert_vim', 'main']
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        description='Convert an official Vim checkpoint to mmssm.')
-    parser.add_argument('src', help='official checkpoint (path or URL)')
-    parser.add_argument('dst', help='output path')
+    parser = converter_arg_parser(
+        'Convert an official Vim checkpoint to mmssm.')
     parser.add_argument(
         '--ema', action='store_true', help="convert 'model_ema'")
     parser.add_argument(

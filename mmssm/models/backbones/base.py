@@ -33,10 +33,12 @@ one checkpoint path, and the public plain-backbone interface.
 token sequence) backbone layer by layer; :func:`check_plain_backbone` checks
 an object against it (duck-typed: a class need not inherit the mixin).
 """
+import logging
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
+from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -189,6 +191,27 @@ class BaseBackbone(BaseModule):
             initialisation when loading strictly).
         """
         return []
+
+    def _drop_checkpoint_keys(self, state_dict: Dict[str, torch.Tensor],
+                              prefix: str, local_prefixes: Tuple[str, ...],
+                              what: str) -> List[str]:
+        """Delete (and log) the keys under ``prefix + p`` for every ``p`` of
+        ``local_prefixes``: checkpoint parts this backbone does not use by
+        design (e.g. a classifier head). Returns them without ``prefix``."""
+        dropped = [
+            k[len(prefix):] for k in state_dict if k.startswith(prefix)
+            and k[len(prefix):].startswith(tuple(local_prefixes))
+        ]
+        for key in dropped:
+            del state_dict[prefix + key]
+        if dropped:
+            print_log(
+                f'{type(self).__name__}: ignored the {len(dropped)} {what} '
+                f'keys of the checkpoint: {sorted(dropped)[:8]}'
+                f'{" ..." if len(dropped) > 8 else ""}',
+                logger='current',
+                level=logging.INFO)
+        return dropped
 
     def init_random_weights(self) -> None:
         """The family's random initialisation (default: mmengine's

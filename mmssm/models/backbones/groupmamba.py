@@ -509,14 +509,8 @@ class GroupMamba(BaseBackbone):
                 f'GroupMamba: converted {len(keys)} keys of the official '
                 'checkpoint layout')
         elif not with_cls_block:
-            dropped = [k for k in keys if k[len(prefix):].startswith(
-                'cls_block.')]
-            for key in dropped:
-                del state_dict[key]
-            if dropped:
-                MMLogger.get_current_instance().info(
-                    f'GroupMamba: ignored the {len(dropped)} class-block '
-                    "keys of a classifier (out_type='featmap' has none)")
+            self._drop_checkpoint_keys(state_dict, prefix, ('cls_block.', ),
+                                       "class-block (out_type='featmap')")
         return []
 
     def stem_modules(self) -> List[nn.Module]:

@@ -373,20 +373,15 @@ class MambaOut(BaseBackbone):
         keys = [k for k in state_dict if k.startswith(prefix)]
         local_keys = [k[len(prefix):] for k in keys]
         layout = mambaout_checkpoint_layout(local_keys)
-        dropped, absent = [], []
+        absent = []
         if layout != 'mmssm':
             local = OrderedDict(
                 (k[len(prefix):], state_dict.pop(k)) for k in keys)
             # strict: a foreign file detected as timm/official (e.g. another
             # family's ``stem.*``) stops here, naming its first odd key
             converted = convert_mambaout(local, num_stages=self.num_stages)
-            last_norm = f'norm{self.num_stages - 1}.'
             for key, value in converted.items():
-                if key.startswith(last_norm) and not hasattr(
-                        self, last_norm[:-1]):
-                    dropped.append(key)
-                else:
-                    state_dict[prefix + key] = value
+                state_dict[prefix + key] = value
             absent = [
                 f'norm{i}.{p}' for i in self.out_indices
                 if i != self.num_stages - 1 for p in ('weight', 'bias')
@@ -396,17 +391,11 @@ class MambaOut(BaseBackbone):
                 'checkpoint layout to mmssm keys',
                 logger='current',
                 level=logging.INFO)
-        for key in [
-                k for k in state_dict if k.startswith(prefix + 'head.')
-        ]:
-            del state_dict[key]
-            dropped.append(key[len(prefix):])
-        if dropped:
-            print_log(
-                f'MambaOut: ignored {len(dropped)} classifier keys that the '
-                f'backbone does not use: {sorted(dropped)}',
-                logger='current',
-                level=logging.INFO)
+        unused = ('head.', )
+        last_norm = f'norm{self.num_stages - 1}'
+        if layout != 'mmssm' and not hasattr(self, last_norm):
+            unused += (last_norm + '.', )  # the official pooled-feature norm
+        self._drop_checkpoint_keys(state_dict, prefix, unused, 'classifier')
         return absent
 
 

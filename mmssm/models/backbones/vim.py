@@ -596,18 +596,9 @@ class Vim(PlainBackboneMixin, BaseBackbone):
         ``norm_neck.*``, unused ``rope.*`` buffers) are dropped, and the
         position embedding is fitted (:meth:`_prepare_pos_embed`).
         """
-        dropped = [
-            k for k in state_dict if k.startswith(prefix) and
-            k[len(prefix):].startswith(_OFFICIAL_HEAD_PREFIXES +
-                                       _OFFICIAL_DROPPED_PREFIXES +
-                                       ('head.', ))
-        ]
-        for key in dropped:
-            del state_dict[key]
-        if dropped:
-            MMLogger.get_current_instance().info(
-                f'Vim: ignored {len(dropped)} classifier keys of the '
-                'checkpoint that the backbone does not use')
+        self._drop_checkpoint_keys(
+            state_dict, prefix, _OFFICIAL_HEAD_PREFIXES +
+            _OFFICIAL_DROPPED_PREFIXES + ('head.', ), 'classifier')
         self._prepare_pos_embed(state_dict, prefix)
         return []
 

@@ -459,58 +459,36 @@ class InteractionAdapterBlock(BaseModule):
 
     Args:
         embed_dims (int): Width.
-        num_heads (int): Deformable attention heads. Defaults to 6.
-        num_points (int): Sampling points. Defaults to 4.
-        value_ratio (float): ``deform_ratio``. Defaults to 1.0.
         init_values (float): Initial injector ``gamma``. Defaults to 0.
-        with_cffn (bool): ConvFFN in the extractors. Defaults to True.
-        cffn_ratio (float): ConvFFN ratio. Defaults to 0.25.
-        drop (float): ConvFFN dropout. Defaults to 0.
-        drop_path_rate (float): ConvFFN stochastic depth. Defaults to 0.
         extra_extractor (bool): Add two extra extractors. Defaults to False.
-        norm_cfg (dict): Norms. Defaults to ``dict(type='LN', eps=1e-6)``.
-        with_cp (bool): Gradient checkpointing. Defaults to False.
         init_cfg (dict, optional): Initialization config. Defaults to None.
+        **kwargs: Arguments of :class:`Extractor` (``num_heads``,
+            ``num_points``, ``value_ratio``, ``with_cffn``, ``cffn_ratio``,
+            ``drop``, ``drop_path_rate``, ``norm_cfg``, ``with_cp``); the
+            injector takes those it shares with it (``num_heads``,
+            ``num_points``, ``value_ratio``, ``norm_cfg``, ``with_cp``).
     """
+
+    #: Arguments the injector shares with the extractors.
+    INJECTOR_KEYS = ('num_heads', 'num_points', 'value_ratio', 'norm_cfg',
+                     'with_cp')
 
     def __init__(self,
                  embed_dims: int,
-                 num_heads: int = 6,
-                 num_points: int = 4,
-                 value_ratio: float = 1.0,
                  init_values: float = 0.,
-                 with_cffn: bool = True,
-                 cffn_ratio: float = 0.25,
-                 drop: float = 0.,
-                 drop_path_rate: float = 0.,
                  extra_extractor: bool = False,
-                 norm_cfg: dict = dict(type='LN', eps=1e-6),
-                 with_cp: bool = False,
-                 init_cfg: Optional[dict] = None) -> None:
+                 init_cfg: Optional[dict] = None,
+                 **kwargs) -> None:
         super().__init__(init_cfg=init_cfg)
         self.injector = Injector(
             embed_dims,
-            num_heads,
-            num_points,
             num_levels=3,
-            value_ratio=value_ratio,
             init_values=init_values,
-            norm_cfg=norm_cfg,
-            with_cp=with_cp)
+            **{k: v
+               for k, v in kwargs.items() if k in self.INJECTOR_KEYS})
 
         def extractor():
-            return Extractor(
-                embed_dims,
-                num_heads,
-                num_points,
-                num_levels=1,
-                value_ratio=value_ratio,
-                with_cffn=with_cffn,
-                cffn_ratio=cffn_ratio,
-                drop=drop,
-                drop_path_rate=drop_path_rate,
-                norm_cfg=norm_cfg,
-                with_cp=with_cp)
+            return Extractor(embed_dims, num_levels=1, **kwargs)
 
         self.extractor = extractor()
         self.extra_extractors = (
