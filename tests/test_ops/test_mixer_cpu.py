@@ -7,6 +7,10 @@ explicit loop. The backbone-level official-math tests (tests/test_models/
 test_backbones/test_vim*.py) run under ``torch.no_grad()`` and so check the
 fused path against the official Vim forward too.
 """
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -440,3 +444,42 @@ def test_kernels_on_torchs_openmp_team(monkeypatch):
     torch.testing.assert_close(out_team[0], out_pool[0], rtol=0, atol=0)
     err = (out_team[0] - ref[0]).abs().max() / ref[0].abs().max()
     assert err < 1e-5, err
+
+
+def test_openmp_trampolines_are_cached_on_disk(tmp_path):
+    """The trampoline of a kernel of mmssm is written to a file and compiled
+    with numba's cache: a second process loads it instead of compiling it
+    (the first compile costs 0.3-1 s a kernel), and a changed kernel source
+    would give another file (the fingerprint is part of the source)."""
+    pytest.importorskip('numba')
+    from mmssm.ops import _omp_launch
+    if not _omp_launch.available():
+        pytest.skip('torch does not use GNU OpenMP here')
+    code = (
+        'import numpy as np, torch\n'
+        'torch.set_num_threads(2)\n'
+        'from mmssm.ops import _mixer_numba, _omp_launch\n'
+        'y = np.ones((3, 40), np.float32); z = np.full((3, 40), 2, '
+        'np.float32)\n'
+        'launch = _omp_launch.launcher(_mixer_numba.gate, (z, y, 0.5))\n'
+        'launch(3, 2)\n'
+        'entry, = _omp_launch._TRAMPOLINES.values()\n'
+        'import inspect\n'
+        'print(entry[0].cache_hits, float(z[2, 7]), '
+        'inspect.getfile(entry[0]._pyfunc))\n')
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path))
+    runs = [
+        subprocess.run([sys.executable, '-c', code], capture_output=True,
+                       text=True, env=env, timeout=300) for _ in range(2)
+    ]
+    for run in runs:
+        assert run.returncode == 0, run.stderr
+    (hits0, z0, path0), (hits1, z1, path1) = (r.stdout.split()
+                                                for r in runs)
+    assert int(hits1) == 1 and path0 == path1
+    # silu(2) * 1 * 0.5
+    assert abs(float(z1) - 2 / (1 + np.exp(-2)) * 0.5) < 1e-6
+    with open(path1) as f:
+        assert 'kernel sources ' + _omp_launch._kernel_fingerprint(
+            __import__('mmssm.ops._mixer_numba', fromlist=['gate']).gate) \
+            in f.read()
