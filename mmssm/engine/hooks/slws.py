@@ -16,7 +16,8 @@ The hook does not change the backbone: it registers a forward pre-hook
 token tensor of its outputs) on each module of ``backbone.layers``. It works
 with any backbone implementing the public plain-backbone interface
 (:class:`mmssm.models.backbones.base.PlainBackboneMixin`), also inside a
-wrapper exposing it as ``plain_backbone`` (:class:`~mmssm.models.PlainAdapter`).
+wrapper exposing it as ``plain_backbone``
+(:class:`~mmssm.models.PlainAdapter`).
 """
 from typing import Dict, List, Optional, Tuple
 

@@ -291,7 +291,7 @@ class PlainBackboneMixin:
 
     def run_layer(self, index: int, hidden: torch.Tensor,
                   residual: Optional[torch.Tensor]):
-        """Run layer ``index`` (with gradient checkpointing per ``with_cp``)."""
+        """Run layer ``index`` (gradient checkpointing per ``with_cp``)."""
         return maybe_checkpoint(self.with_cp, self.training,
                                 self.layers[index], hidden, residual)
 
