@@ -1,12 +1,8 @@
 # UperNet 160k with MambaOut-Base on ADE20K: the Tiny recipe with the Base
-# backbone. drop_path_rate 0.5 is our choice (the paper does not give it).
+# backbone (_base_/models/mambaout-dense.py).
 _base_ = './upernet_mambaout-tiny_4xb4-160k_ade20k-512x512.py'
 
-pretrained = 'checkpoints/mambaout_base.pth'
 model = dict(
-    backbone=dict(
-        arch='base',
-        drop_path_rate=0.5,
-        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
-    decode_head=dict(in_channels=[128, 256, 512, 768]),
-    auxiliary_head=dict(in_channels=512))
+    backbone=_base_.mambaout_sizes['base'],
+    decode_head=dict(in_channels=_base_.mambaout_widths['base']),
+    auxiliary_head=dict(in_channels=_base_.mambaout_widths['base'][2]))

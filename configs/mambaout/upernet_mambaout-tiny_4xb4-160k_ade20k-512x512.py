@@ -4,24 +4,20 @@
 # constructor, layer decay 1).
 _base_ = [
     'mmseg::_base_/models/upernet_swin.py', 'mmseg::_base_/datasets/ade20k.py',
-    'mmseg::_base_/default_runtime.py', 'mmseg::_base_/schedules/schedule_160k.py'
+    'mmseg::_base_/default_runtime.py', 'mmseg::_base_/schedules/schedule_160k.py',
+    '../_base_/models/mambaout-dense.py'
 ]
 custom_imports = dict(imports=['mmssm'], allow_failed_imports=False)
 
 crop_size = (512, 512)
-pretrained = 'checkpoints/mambaout_tiny.pth'
 model = dict(
     pretrained=None,
     data_preprocessor=dict(size=crop_size),
-    backbone=dict(
-        _delete_=True,
-        type='MambaOut',
-        arch='tiny',
-        drop_path_rate=0.3,
-        out_indices=(0, 1, 2, 3),
-        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
-    decode_head=dict(in_channels=[96, 192, 384, 576], num_classes=150),
-    auxiliary_head=dict(in_channels=384, num_classes=150))
+    backbone=_base_.mambaout_backbone,
+    decode_head=dict(
+        in_channels=_base_.mambaout_widths['tiny'], num_classes=150),
+    auxiliary_head=dict(
+        in_channels=_base_.mambaout_widths['tiny'][2], num_classes=150))
 
 optim_wrapper = dict(
     _delete_=True,

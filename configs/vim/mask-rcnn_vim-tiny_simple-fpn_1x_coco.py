@@ -4,13 +4,7 @@
 # feature pyramid (5 levels for the RPN), layer-wise lr decay 0.837 as in the
 # Vim detection recipe. The paper has no Mask R-CNN 1x result for Vim: this is
 # the comparison setting of the hierarchical backbones of mmssm.
-_base_ = [
-    'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
-    'mmdet::_base_/datasets/coco_instance.py',
-    '../_base_/schedules/adamw_1x.py',
-    'mmdet::_base_/default_runtime.py',
-    '../_base_/tta/det_tta.py'
-]
+_base_ = ['../_base_/mask-rcnn_fpn_adamw-1x_coco.py']
 custom_imports = dict(
     imports=['mmssm', 'mmssm.det'], allow_failed_imports=False)
 

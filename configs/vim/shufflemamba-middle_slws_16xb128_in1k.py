@@ -10,30 +10,13 @@
 _base_ = [
     'mmpretrain::_base_/datasets/imagenet_bs64_swin_224.py',
     '../_base_/schedules/imagenet_adamw_300e.py',
-    'mmpretrain::_base_/default_runtime.py'
+    'mmpretrain::_base_/default_runtime.py', '../_base_/models/vim_in1k.py'
 ]
 custom_imports = dict(imports=['mmssm'], allow_failed_imports=False)
 
 model = dict(
-    type='ImageClassifier',
-    backbone=dict(
-        type='Vim',
-        arch='middle',
-        cls_position='head',
-        out_type='cls_token',
-        drop_path_rate=0.5),
-    neck=None,
-    head=dict(
-        type='LinearClsHead',
-        num_classes=1000,
-        in_channels=576,
-        loss=dict(
-            type='LabelSmoothLoss', label_smooth_val=0.1, mode='original'),
-        init_cfg=dict(type='TruncNormal', layer='Linear', std=.02)),
-    train_cfg=dict(augments=[
-        dict(type='Mixup', alpha=0.8),
-        dict(type='CutMix', alpha=1.0)
-    ]))
+    backbone=dict(arch='middle', cls_position='head', drop_path_rate=0.5),
+    head=dict(in_channels=576))
 
 train_dataloader = dict(batch_size=128)
 optim_wrapper = dict(

@@ -11,39 +11,15 @@
 # parameters (ViT-Adapter-B Mask R-CNN: 120 M; the difference is Vim-Reg-B
 # 96.9 M vs DeiT-B 85.8 M: the adapter and heads are the same size).
 _base_ = [
-    'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
-    'mmdet::_base_/datasets/coco_instance.py',
-    '../_base_/schedules/adamw_1x.py',
-    'mmdet::_base_/default_runtime.py',
-    '../_base_/tta/det_tta.py'
+    '../_base_/mask-rcnn_fpn_adamw-1x_coco.py',
+    '../_base_/models/vim-reg-adapter.py'
 ]
 custom_imports = dict(
     imports=['mmssm', 'mmssm.det'], allow_failed_imports=False)
 
-# Official Mamba-Reg weights, downloaded by the user from
-# https://huggingface.co/Wangf3014/Mamba-Reg/resolve/main/mambar_base_patch16_224.pth  # noqa: E501
-# (loaded as they are, or after tools/model_converters/vim2mmssm.py).
-pretrained = 'checkpoints/mambar_base_patch16_224.pth'
 embed_dims = 768
 model = dict(
-    backbone=dict(
-        _delete_=True,
-        type='PlainAdapter',
-        backbone=dict(
-            type='Vim',
-            arch='reg-base',
-            img_size=224,  # pos_embed kept at 14x14, resized online
-            drop_path_rate=0.3,
-            init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
-        conv_inplane=64,
-        num_points=4,
-        deform_num_heads=12,
-        deform_ratio=0.5,
-        cffn_ratio=0.25,
-        init_values=0.,
-        interaction_indexes=[[0, 5], [6, 11], [12, 17], [18, 23]],
-        drop_path_rate=0.3,
-        norm_cfg=dict(type='SyncBN', requires_grad=True)),
+    backbone=_base_.vim_reg_adapter['coco'],
     neck=dict(
         type='FPN',
         in_channels=[embed_dims] * 4,

@@ -9,34 +9,16 @@
 # 512/341. Measured: 144.7 M parameters with the auxiliary head, 142.9 M
 # without (ViT-Adapter-B UperNet: 134 M; Vim-Reg-B 96.9 M vs DeiT-B 85.8 M).
 _base_ = [
-    'mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py'  # noqa
+    'mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py',  # noqa
+    '../_base_/models/vim-reg-adapter.py'
 ]
 custom_imports = dict(imports=['mmssm'], allow_failed_imports=False)
 
-# https://huggingface.co/Wangf3014/Mamba-Reg/resolve/main/mambar_base_patch16_224.pth  # noqa: E501
-pretrained = 'checkpoints/mambar_base_patch16_224.pth'
 embed_dims = 768
 crop_size = (512, 512)
 model = dict(
     pretrained=None,
-    backbone=dict(
-        _delete_=True,
-        type='PlainAdapter',
-        backbone=dict(
-            type='Vim',
-            arch='reg-base',
-            img_size=224,  # pos_embed kept at 14x14, resized online
-            drop_path_rate=0.2,
-            init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
-        conv_inplane=64,
-        num_points=4,
-        deform_num_heads=12,
-        deform_ratio=0.5,
-        cffn_ratio=0.25,
-        init_values=0.,
-        interaction_indexes=[[0, 5], [6, 11], [12, 17], [18, 23]],
-        drop_path_rate=0.2,
-        norm_cfg=dict(type='SyncBN', requires_grad=True)),
+    backbone=_base_.vim_reg_adapter['ade20k'],
     decode_head=dict(
         in_channels=[embed_dims] * 4, channels=512, num_classes=150),
     auxiliary_head=dict(in_channels=embed_dims, in_index=3, num_classes=150),
