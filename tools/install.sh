@@ -54,7 +54,7 @@ fi
 "${PIP[@]}" addict packaging Pillow pyyaml yapf
 
 "${PIP[@]}" "mmdet==3.3.0" "mmsegmentation==1.2.2" "mmpretrain==1.2.0" \
-    triton einops "numba==0.68.1" pycocotools ftfy regex scipy shapely terminaltables prettytable \
+    triton "numba==0.68.1" pycocotools ftfy regex scipy shapely terminaltables prettytable \
     matplotlib pytest "numpy==1.26.4" "mmcv==2.1.0" "mmengine==0.10.7" \
     "torch==2.14.1" "torchvision==0.29.1"
 
