@@ -26,7 +26,7 @@ from torch import Tensor
 __all__ = [
     'DEBUG_ENV', 'debug_enabled', 'is_scripting', 'value_checks_enabled',
     'compute_dtype', 'run_scan_function', 'prepare_scan_inputs',
-    'fill_grad_outputs'
+    'fill_grad_outputs', 'set_compile_core'
 ]
 
 #: Environment variable that turns on the value checks of non-CPU tensors
@@ -80,8 +80,29 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def run_scan_function(function, extra, u, delta, A, B, C, D, z, delta_bias,
-                      delta_softplus, return_last_state, perm):
+_COMPILE_CORE = []
+
+
+def set_compile_core(core) -> None:
+    """Set what :func:`run_scan_function` calls instead of the Function while
+    a model is compiled or exported (:mod:`mmssm.ops.scan_custom_op`)."""
+    _COMPILE_CORE[:] = [core]
+
+
+def run_scan_function(function,
+                      extra,
+                      u,
+                      delta,
+                      A,
+                      B,
+                      C,
+                      D,
+                      z,
+                      delta_bias,
+                      delta_softplus,
+                      return_last_state,
+                      perm,
+                      backend=None):
     """Run a scan ``autograd.Function`` with the elementwise parts around it.
 
     The fast paths (CPU and Triton) implement only ``y, last = scan(u, dt, A,
@@ -97,6 +118,9 @@ def run_scan_function(function, extra, u, delta, A, B, C, D, z, delta_bias,
         extra (tuple): Extra non-tensor arguments of ``function``.
         Others: as in :func:`mmssm.ops.selective_scan` (``perm`` from
             :func:`mmssm.ops.resolve_scan_order`).
+        backend (str, optional): ``'cpu'`` or ``'triton'``: the name under
+            which :mod:`mmssm.ops.scan_custom_op` calls ``function`` while
+            compiling or exporting (None: always the Function itself).
     """
     dtype_in = u.dtype
     cdt = compute_dtype(dtype_in)
@@ -110,7 +134,12 @@ def run_scan_function(function, extra, u, delta, A, B, C, D, z, delta_bias,
         dt = F.softplus(dt)
     B4 = (B if B.dim() == 4 else B[:, None]).to(cdt)
     C4 = (C if C.dim() == 4 else C[:, None]).to(cdt)
-    y, last = function.apply(u_c, dt, A.to(cdt), B4, C4, perm, *extra)
+    if backend and _COMPILE_CORE and torch.compiler.is_compiling():
+        # torch.compile / torch.export: one opaque custom op per scan
+        y, last = _COMPILE_CORE[0](backend, extra, u_c, dt, A.to(cdt), B4,
+                                   C4, perm)
+    else:
+        y, last = function.apply(u_c, dt, A.to(cdt), B4, C4, perm, *extra)
     if D is not None:
         y = y + u_c * D.to(cdt)[:, None]
     if z is not None:

@@ -300,4 +300,4 @@ def selective_scan_cpu(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
                                   delta_softplus, return_last_state, perm)
     return run_scan_function(SelectiveScanCPUFunction, (cpu_engine(), ), u,
                              delta, A, B, C, D, z, delta_bias, delta_softplus,
-                             return_last_state, perm)
+                             return_last_state, perm, backend='cpu')

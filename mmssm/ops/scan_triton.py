@@ -60,4 +60,4 @@ def selective_scan_triton(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
     return run_scan_function(SelectiveScanTritonFunction,
                              (block_d, block_l, split_l), u, delta, A, B, C,
                              D, z, delta_bias, delta_softplus,
-                             return_last_state, perm)
+                             return_last_state, perm, backend='triton')

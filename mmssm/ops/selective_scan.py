@@ -27,6 +27,7 @@ mmssm)::
     scan_ref.py         impl='ref': the readable loop with autograd
     scan_cpu.py         impl='cpu': autograd.Function, numba or torch engine
     scan_triton.py      impl='triton': autograd.Function around the kernels
+    scan_custom_op.py   the core as torch custom ops (torch.compile, export)
     scan_order.py       order resolution: names, grids, permutations, cache
     scan_common.py      shared prologue/epilogue (bias, softplus, D, z),
                         compute dtype, when the value checks run
@@ -65,6 +66,7 @@ from .scan_common import (DEBUG_ENV, debug_enabled, is_scripting,
                           run_scan_function, value_checks_enabled)
 from .scan_order import SCAN_ORDERS, OrderType, resolve_scan_order
 from .scan_ref import scan_ref
+from . import scan_custom_op  # noqa: F401  (torch.compile / export path)
 
 __all__ = [
     'selective_scan', 'selective_scan_ref', 'resolve_scan_order',
