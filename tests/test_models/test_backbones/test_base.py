@@ -23,8 +23,6 @@ from mmssm.engine.hooks import SLWSHook
 from mmssm.models.backbones import GroupMamba, MambaOut, PlainAdapter, Vim
 from mmssm.models.backbones.base import PlainBackboneMixin
 from mmssm.models.layers import backbone_utils
-from mmssm.models.layers.backbone_utils import (maybe_checkpoint,
-                                                trunc_normal_fan_out_init)
 from mmssm.utils.checkpoint import CheckpointError
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.dirname(__file__))))
@@ -104,24 +102,9 @@ def test_norm_eval_only_with_batch_norm():
     assert len(bns) == 10 and not any(m.training for m in bns)
 
 
-def test_with_cp_rule():
-    """Checkpoint in training mode while autograd records; never in eval or
-    under no_grad, whatever the input's requires_grad."""
-    layer = nn.Linear(3, 3)
-    x = torch.randn(2, 3)  # requires no grad: still checkpointed
-    with mock.patch.object(backbone_utils.cp, 'checkpoint',
-                           wraps=backbone_utils.cp.checkpoint) as spy:
-        out = maybe_checkpoint(True, True, layer, x)
-        assert spy.call_count == 1
-        assert spy.call_args.kwargs == dict(use_reentrant=False)
-        out.sum().backward()
-        assert layer.weight.grad is not None
-        maybe_checkpoint(True, False, layer, x)
-        maybe_checkpoint(False, True, layer, x)
-        with torch.no_grad():
-            maybe_checkpoint(True, True, layer, x)
-        assert spy.call_count == 1
-    # every family goes through it: one call per block in training
+def test_every_family_checkpoints_each_block_in_training_only():
+    """The with_cp rule (tests/test_models/test_layers/test_backbone_utils.py)
+    holds for every family: one checkpoint call per block in training."""
     for build, blocks in ((mambaout, 4), (groupmamba, 4), (vim, 4)):
         model = build(with_cp=True).train()
         with mock.patch.object(backbone_utils.cp, 'checkpoint',
@@ -131,26 +114,6 @@ def test_with_cp_rule():
             model.eval()
             model(torch.randn(1, 3, 32, 32))
             assert spy.call_count == blocks
-
-
-def test_trunc_normal_fan_out_init():
-    torch.manual_seed(0)
-    conv = nn.Conv2d(8, 64, 3, groups=2)
-    lin = nn.Linear(256, 512)
-    norm = nn.LayerNorm(4)
-    with torch.no_grad():
-        norm.weight.fill_(3)
-        norm.bias.fill_(2)
-    for m in (conv, lin, norm):
-        trunc_normal_fan_out_init(m)
-    fan_out = 3 * 3 * 64 // 2
-    assert conv.weight.std().item() == pytest.approx((2 / fan_out)**0.5,
-                                                     rel=0.05)
-    assert lin.weight.std().item() == pytest.approx(0.02, rel=0.05)
-    assert lin.weight.abs().max() <= 2  # mmengine's truncation bounds
-    assert not conv.bias.any() and not lin.bias.any()
-    assert torch.equal(norm.weight, torch.ones(4))
-    assert not norm.bias.any()
 
 
 class ToyPlain(PlainBackboneMixin, nn.Module):
