@@ -1,4 +1,9 @@
-"""Reading the state dict out of checkpoint files of any origin."""
+"""Checkpoint files of any origin: reading them with one clear error for an
+unusable file (:func:`load_checkpoint_file`, :func:`read_state_dict`,
+:func:`read_checkpoint_shapes`), comparing their keys with a model's, the
+strict loader behind every mmssm backbone's ``init_cfg=dict(type='Pretrained',
+...)`` (:func:`load_pretrained`) and the converter CLIs' shared load -> unwrap
+-> convert -> save (:func:`convert_checkpoint_file`)."""
 from collections import OrderedDict
 from typing import Dict, Sequence
 
