@@ -282,7 +282,8 @@ class PlainBackboneMixin:
       ``index`` under the backbone's ``with_cp`` rule;
     * ``final_stream_norm(stream)``: the norm applied to the last layer's
       stream (identity when the backbone has none);
-    * ``get_layer_depth(name, prefix)`` for layer-wise lr decay, with
+    * optionally (for layer-wise lr decay, also through the adapter)
+      ``get_layer_depth(name, prefix)``, with
       ``num_layers + 2`` depths: 0 for the embeddings, ``i + 1`` for layer
       ``i``, ``num_layers + 1`` for everything else.
 
