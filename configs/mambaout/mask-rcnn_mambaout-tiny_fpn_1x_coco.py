@@ -3,7 +3,7 @@
 # LayerNorm, no layer decay, drop_path_rate 0.3; FP16 on GPU via
 # `tools/train.py --amp`).
 _base_ = [
-    '../_base_/mask-rcnn_fpn_adamw-1x_coco.py',
+    '../_base_/recipe_mask-rcnn_fpn_adamw-1x_coco.py',
     '../_base_/models/mambaout-dense.py'
 ]
 custom_imports = dict(

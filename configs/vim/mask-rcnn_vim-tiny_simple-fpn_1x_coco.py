@@ -4,7 +4,7 @@
 # feature pyramid (5 levels for the RPN), layer-wise lr decay 0.837 as in the
 # Vim detection recipe. The paper has no Mask R-CNN 1x result for Vim: this is
 # the comparison setting of the hierarchical backbones of mmssm.
-_base_ = ['../_base_/mask-rcnn_fpn_adamw-1x_coco.py']
+_base_ = ['../_base_/recipe_mask-rcnn_fpn_adamw-1x_coco.py']
 custom_imports = dict(
     imports=['mmssm', 'mmssm.det'], allow_failed_imports=False)
 

@@ -11,7 +11,7 @@
 # parameters (ViT-Adapter-B Mask R-CNN: 120 M; the difference is Vim-Reg-B
 # 96.9 M vs DeiT-B 85.8 M: the adapter and heads are the same size).
 _base_ = [
-    '../_base_/mask-rcnn_fpn_adamw-1x_coco.py',
+    '../_base_/recipe_mask-rcnn_fpn_adamw-1x_coco.py',
     '../_base_/models/vim-reg-adapter.py'
 ]
 custom_imports = dict(

@@ -1,26 +1,18 @@
 """GroupMamba configs: they load, follow the paper's recipes, build models of
 the paper's sizes, and the CPU demo detector/segmentor learn a fixed batch."""
-import glob
-import os.path as osp
-
-import pytest
 import torch
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 
 import mmssm  # noqa: F401
+from config_helpers import build_model, config_paths, load  # noqa: I
+from config_helpers import num_params as _count
 
-REPO = osp.dirname(osp.dirname(osp.dirname(__file__)))
-CFG_DIR = osp.join(REPO, 'configs', 'groupmamba')
-CONFIGS = sorted(glob.glob(osp.join(CFG_DIR, '*.py')))
+CONFIGS = config_paths('groupmamba')
 
 
 def _cfg(name):
-    return Config.fromfile(osp.join(CFG_DIR, name))
-
-
-def _count(module):
-    return sum(p.numel() for p in module.parameters())
+    return load('groupmamba', name)
 
 
 def test_every_config_loads_with_one_custom_imports():
@@ -61,26 +53,10 @@ def test_dense_recipes():
     assert cls.train_cfg.max_epochs == 300
 
 
-def _build_det(cfg):
-    from mmdet.registry import MODELS
-    from mmdet.utils import register_all_modules
-    register_all_modules(init_default_scope=True)
-    cfg.model.backbone.init_cfg = None
-    return MODELS.build(cfg.model)
-
-
-def _build_seg(cfg):
-    from mmseg.registry import MODELS
-    from mmseg.utils import register_all_modules
-    register_all_modules(init_default_scope=True)
-    cfg.model.backbone.init_cfg = None
-    return MODELS.build(cfg.model)
-
-
 def test_dense_param_counts_match_paper():
-    det = _build_det(_cfg('mask-rcnn_groupmamba-tiny_fpn_1x_coco.py'))
+    det = build_model(_cfg('mask-rcnn_groupmamba-tiny_fpn_1x_coco.py'))
     assert abs(_count(det) - 40e6) / 40e6 < 0.03, _count(det)  # 40.6 M
-    seg = _build_seg(_cfg('upernet_groupmamba-tiny_8xb2-160k_ade20k-512x512.py'))
+    seg = build_model(_cfg('upernet_groupmamba-tiny_8xb2-160k_ade20k-512x512.py'))
     # the inference model (backbone + UperNet head) is 49.8 M; the training
     # only FCN auxiliary head adds 0.84 M
     inference = _count(seg) - _count(seg.auxiliary_head)
@@ -131,7 +107,7 @@ def test_demo_detector_learns_a_fixed_batch():
     name = 'mask-rcnn_groupmamba-demo_fpn_demo_coco-shapes.py'
     from mmdet.testing import demo_mm_inputs
     torch.manual_seed(0)
-    model = _build_det(_cfg(name))
+    model = build_model(_cfg(name))
     model.init_weights()
     data = demo_mm_inputs(
         batch_size=2, image_shapes=[(3, 64, 64)] * 2, num_items=[3, 3],
@@ -147,7 +123,7 @@ def test_demo_segmentor_learns_a_fixed_batch():
     torch.manual_seed(0)
     cfg = _cfg('upernet_groupmamba-demo_demo_ade-shapes.py')
     cfg.model.data_preprocessor.size = (64, 64)
-    model = _build_seg(cfg)
+    model = build_model(cfg)
     model.init_weights()
     inputs, samples = [], []
     for _ in range(2):

@@ -6,29 +6,16 @@ import os.path as osp
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.registry import DefaultScope
 
 import mmssm  # noqa: F401
+from config_helpers import CONFIG_DIR, build_model, num_params  # noqa: I
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-CFG_DIR = osp.join(ROOT, 'configs', 'mambaout')
-
-
-def _build(cfg):
-    import importlib
-    scope = cfg.default_scope
-    registry = importlib.import_module(f'{scope}.registry')
-    for mod in cfg.get('custom_imports', {}).get('imports', []):
-        importlib.import_module(mod)
-    backbone = cfg.model.get('backbone', None)
-    if backbone is not None:
-        backbone.pop('init_cfg', None)  # no pretrained file in tests
-    with DefaultScope.overwrite_default_scope(scope):
-        return registry.MODELS.build(cfg.model)
+CFG_DIR = osp.join(CONFIG_DIR, 'mambaout')
+_build = build_model
 
 
 def _params(model):
-    return sum(p.numel() for p in model.parameters()) / 1e6
+    return num_params(model) / 1e6
 
 
 def test_every_config_has_one_custom_imports():

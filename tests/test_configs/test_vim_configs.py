@@ -1,7 +1,6 @@
 """Vim configs: they load, follow the recipes, build models of the papers'
 sizes, and the CPU demo detector/segmentor (with the SLWS hook) learn a fixed
 batch."""
-import glob
 import os.path as osp
 
 import pytest
@@ -10,29 +9,20 @@ from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 
 import mmssm  # noqa: F401
+from config_helpers import build_model, config_paths, load  # noqa: I
+from config_helpers import num_params as _count
 from mmssm.engine.hooks import SLWSHook
 
-REPO = osp.dirname(osp.dirname(osp.dirname(__file__)))
-CFG_DIR = osp.join(REPO, 'configs', 'vim')
-CONFIGS = sorted(glob.glob(osp.join(CFG_DIR, '*.py')))
+CONFIGS = config_paths('vim')
 
 
 def _cfg(name):
-    return Config.fromfile(osp.join(CFG_DIR, name))
-
-
-def _count(module):
-    return sum(p.numel() for p in module.parameters())
+    return load('vim', name)
 
 
 def _build(cfg, scope):
-    import importlib
-    registry = importlib.import_module(f'{scope}.registry').MODELS
-    importlib.import_module(f'{scope}.utils').register_all_modules(
-        init_default_scope=True)
-    if cfg.model.backbone.get('init_cfg'):
-        cfg.model.backbone.init_cfg = None
-    return registry.build(cfg.model)
+    assert cfg.default_scope == scope
+    return build_model(cfg)
 
 
 def _scope(path):

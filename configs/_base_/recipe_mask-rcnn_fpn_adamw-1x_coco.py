@@ -1,6 +1,6 @@
-# Mask R-CNN with FPN on COCO, the common 1x recipe of the mmssm detectors
-# (_base_/schedules/adamw_1x.py) and the multi-scale + flip TTA; the leaf
-# config sets the backbone, the neck's inputs and its custom_imports
+# Recipe: Mask R-CNN with FPN on COCO, the common 1x recipe of the mmssm
+# detectors (_base_/schedules/adamw_1x.py) and the multi-scale + flip TTA;
+# the leaf config sets the backbone, the neck's inputs and its custom_imports
 # (['mmssm', 'mmssm.det']).
 _base_ = [
     'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
