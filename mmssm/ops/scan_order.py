@@ -18,7 +18,7 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor
 
-from .scan_common import value_checks_enabled
+from .scan_common import is_scripting, value_checks_enabled
 
 __all__ = ['SCAN_ORDERS', 'OrderType', 'resolve_scan_order', 'channel_index']
 
@@ -105,6 +105,11 @@ def resolve_scan_order(order: OrderType,
         # once and cached.
         names = (order, ) if isinstance(order, str) else tuple(order)
         device = _CPU if device is None else torch.device(device)
+        if is_scripting():
+            # traced, compiled or exported: the tensors made now may be fake
+            # (torch.export) and must not stay in the cache
+            return _resolve_order(names[0] if len(names) == 1 else
+                                  list(names), length, dim, grid, device)
         return _named_orders(names, length, dim, grid, device)
     return _resolve_order(order, length, dim, grid, device)
 

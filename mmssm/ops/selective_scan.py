@@ -25,6 +25,7 @@ mmssm)::
 
     selective_scan.py   public API, argument checks, dispatch (this module)
     scan_ref.py         impl='ref': the readable loop with autograd
+    scan_chunked.py     impl='chunked': portable associative scan, plain torch
     scan_cpu.py         impl='cpu': autograd.Function, numba or torch engine
     scan_triton.py      impl='triton': autograd.Function around the kernels
     scan_custom_op.py   the core as torch custom ops (torch.compile, export)
@@ -33,7 +34,7 @@ mmssm)::
                         compute dtype, when the value checks run
     mmssm.kernels.selective_scan   Triton kernels and their launch helpers
 
-Three implementations share the argument checks of this module:
+Four implementations share the argument checks of this module:
 
 * ``'ref'``: :func:`selective_scan_ref` (:mod:`mmssm.ops.scan_ref`), a plain
   loop over the sequence with autograd; readable, slow, memory
@@ -42,6 +43,9 @@ Three implementations share the argument checks of this module:
   explicit backward and bounded memory (numba kernels, or a pure-torch
   fallback), used for CPU tensors; it reads the tokens through the order
   index, no permuted copies.
+* ``'chunked'``: :mod:`mmssm.ops.scan_chunked`, an associative scan in
+  chunks made of plain torch operators (autograd for the backward): any
+  device, exportable; memory and time ``O(B * D * N * L * log2(64))``.
 * ``'triton'``: :mod:`mmssm.ops.scan_triton`, the ``autograd.Function``
   around the Triton forward and backward kernels of
   :mod:`mmssm.kernels.selective_scan` (index loads, no permuted copies), used
@@ -65,6 +69,7 @@ from torch import Tensor
 from .scan_common import (DEBUG_ENV, debug_enabled, is_scripting,
                           run_scan_function, value_checks_enabled)
 from .scan_order import SCAN_ORDERS, OrderType, resolve_scan_order
+from .scan_chunked import scan_chunked
 from .scan_ref import scan_ref
 from . import scan_custom_op  # noqa: F401  (torch.compile / export path)
 
@@ -74,7 +79,7 @@ __all__ = [
 ]
 
 #: Names accepted by ``impl`` (``None`` means ``'auto'``).
-SCAN_IMPLS = ('auto', 'ref', 'cpu', 'triton')
+SCAN_IMPLS = ('auto', 'ref', 'cpu', 'triton', 'chunked')
 #: Environment variable that overrides ``impl='auto'`` (for debugging).
 IMPL_ENV = 'MMSSM_SCAN_IMPL'
 
@@ -205,13 +210,25 @@ def _check_finite_activations(**tensors) -> None:
                 f'({DEBUG_ENV}=1 check)')
 
 
+def _triton_available() -> bool:
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _resolve_impl(impl: Optional[str], u: Tensor) -> str:
     if impl is None or impl == 'auto':
         impl = os.environ.get(IMPL_ENV, '') or 'auto'
         if impl not in SCAN_IMPLS:
             raise ValueError(f'{IMPL_ENV}={impl!r} is not one of {SCAN_IMPLS}')
         if impl == 'auto':
-            return 'triton' if u.is_cuda else 'cpu'
+            if u.device.type == 'cpu':
+                return 'cpu'
+            if u.is_cuda and _triton_available():
+                return 'triton'
+            return 'chunked'  # MPS, XPU, CUDA without Triton, ...
         return impl
     if impl not in SCAN_IMPLS:
         raise ValueError(f'selective_scan: `impl` must be one of {SCAN_IMPLS} '
@@ -295,10 +312,13 @@ def selective_scan(u: Tensor,
             The output is always in the original token order.
         grid (tuple[int, int], optional): ``(H, W)`` of the row-major token grid
             (``H * W == L``); needed by the column orders.
-        impl (str, optional): ``None``/``'auto'`` (Triton for CUDA tensors, the
-            CPU path for CPU tensors; the environment variable
-            ``MMSSM_SCAN_IMPL`` overrides it), ``'triton'``, ``'cpu'`` or
-            ``'ref'`` (:func:`selective_scan_ref`).
+        impl (str, optional): ``None``/``'auto'`` (Triton for CUDA tensors
+            when triton is installed, the CPU path for CPU tensors, the
+            portable ``'chunked'`` path on any other device; the environment
+            variable ``MMSSM_SCAN_IMPL`` overrides it), ``'triton'``,
+            ``'cpu'``, ``'chunked'`` (:mod:`mmssm.ops.scan_chunked`: plain
+            torch operators, any device, exportable as standard operators)
+            or ``'ref'`` (:func:`selective_scan_ref`).
         split_l (int, optional): Triton only (ignored by the other
             implementations, which give the same result): cut each sequence
             into this many splits, scanned by separate programs and combined
@@ -329,6 +349,8 @@ def selective_scan(u: Tensor,
             bool(return_last_state), perm)
     if impl == 'ref':
         return scan_ref(*args)
+    if impl == 'chunked':
+        return scan_chunked(*args)
     if impl == 'cpu':
         if u.device.type != 'cpu':
             raise ValueError("selective_scan: impl='cpu' needs CPU tensors, "
