@@ -58,6 +58,12 @@ fi
     matplotlib pytest "numpy==1.26.4" "mmcv==2.1.0" "mmengine==0.10.7" \
     "torch==2.14.1" "torchvision==0.29.1"
 
+# ONNX export (tools/deployment/pytorch2onnx.py) and timm (TimmClassifier of the GroupMamba ImageNet
+# configs). numpy stays 1.x: ml_dtypes < 0.6 is the last series that accepts it (onnx and onnxscript
+# need ml_dtypes; a newer one pulls numpy 2, which mmcv 2.1.0 cannot import).
+"${PIP[@]}" "onnx==1.23.2" "onnxscript==0.7.2" "onnxruntime==1.32.0" "ml_dtypes<0.6" "timm==1.0.31" \
+    "numpy==1.26.4" "torch==2.14.1" "torchvision==0.29.1"
+
 "${PIP[@]}" --no-deps -e "$ROOT"
 "$VENV/bin/python" -c "import torch, torchvision, mmcv, mmengine, mmdet, mmseg, mmpretrain, mmssm; \
 print('[mmssm] ok: torch', torch.__version__, 'mmcv', mmcv.__version__, 'mmdet', mmdet.__version__, \
