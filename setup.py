@@ -39,6 +39,8 @@ setup(
         'cls': ['mmpretrain==1.2.0'],
         'triton': ['triton'],
         'safetensors': ['safetensors'],  # .safetensors checkpoints (timm, HF)
+        # tools/deployment/pytorch2onnx.py: torch.onnx's exporter, --verify
+        'onnx': ['onnx', 'onnxscript', 'onnxruntime'],
         'tests': ['pytest', 'pycocotools'],
     },
     zip_safe=False,
