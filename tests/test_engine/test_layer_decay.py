@@ -170,12 +170,10 @@ def test_hierarchical_backbone_with_rate_1():
         build(Net(), layer_decay_rate=0.9)
 
 
-def test_transitional_unflagged_names_are_still_needed():
-    """Every name in the transitional list is a backbone parameter that is
-    not flagged yet; once its backbone flags it, this fails: delete the name
-    from ``_UNFLAGGED_BACKBONE_PARAMS``."""
-    from mmssm.engine.optimizers.layer_decay import \
-        _UNFLAGGED_BACKBONE_PARAMS
+def test_backbones_flag_their_no_decay_parameters():
+    """The embeddings, class token/registers, level embedding and
+    GroupMamba's skip scale carry the flag themselves (with the SSM
+    parameters ``A_log``/``D``); weight matrices do not."""
     from mmssm.models.backbones import GroupMamba, PlainAdapter
     models = [
         Vim(dict(embed_dims=16, num_layers=2, d_state=4), img_size=32),
@@ -189,12 +187,14 @@ def test_transitional_unflagged_names_are_still_needed():
             conv_inplane=8, deform_num_heads=2,
             interaction_indexes=[[0, 0], [1, 1], [2, 2], [3, 3]]),
     ]
-    unflagged = {
+    flagged = {
         name.rsplit('.', 1)[-1]
         for m in models for name, p in m.named_parameters()
-        if not getattr(p, '_no_weight_decay', False)
+        if getattr(p, '_no_weight_decay', False)
     }
-    still_needed = set(_UNFLAGGED_BACKBONE_PARAMS) & unflagged
-    assert still_needed == set(_UNFLAGGED_BACKBONE_PARAMS), (
-        'flagged now, remove from _UNFLAGGED_BACKBONE_PARAMS: '
-        f'{sorted(set(_UNFLAGGED_BACKBONE_PARAMS) - still_needed)}')
+    assert {'pos_embed', 'pos_embed_cls', 'cls_token', 'level_embed',
+            'skip_scale', 'A_log', 'D'} <= flagged, flagged
+    assert not any(
+        getattr(p, '_no_weight_decay', False)
+        for m in models for name, p in m.named_parameters()
+        if name.endswith('weight') and p.ndim >= 2)

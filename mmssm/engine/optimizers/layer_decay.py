@@ -44,16 +44,6 @@ from mmssm.registry import register_optim_constructor
 
 __all__ = ['SSMLayerDecayOptimWrapperConstructor', 'no_weight_decay']
 
-#: TRANSITIONAL: parameters created in backbone files that do not set the
-#: ``_no_weight_decay`` flag yet: Vim's position embeddings and class token
-#: (which also holds the registers), the ViT-Adapter's level embedding,
-#: GroupMamba's ``skip_scale``. They are treated as flagged; this tuple goes
-#: once ``mmssm/models/backbones/vim.py``, ``vit_adapter.py`` and
-#: ``groupmamba.py`` flag them (``tests/test_engine/test_layer_decay.py``
-#: reports which are flagged already).
-_UNFLAGGED_BACKBONE_PARAMS = ('pos_embed', 'pos_embed_cls', 'cls_token',
-                              'level_embed', 'skip_scale')
-
 _NORM_TYPES = (nn.modules.batchnorm._BatchNorm,
                nn.modules.instancenorm._InstanceNorm, nn.GroupNorm,
                nn.LayerNorm)
@@ -142,7 +132,7 @@ class SSMLayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             layer_id, num_depths = get_depth(name)
             lr_scale = decay_rate**(num_depths - 1 - layer_id)
             leaf = name.rsplit('.', 1)[-1]
-            if no_weight_decay(param) or leaf in _UNFLAGGED_BACKBONE_PARAMS:
+            if no_weight_decay(param):
                 decay_mult = 0.0
             elif id(param) in norm_params:
                 decay_mult = norm_mult

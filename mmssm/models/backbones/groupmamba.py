@@ -178,6 +178,7 @@ class ModulatedGroupMamba(BaseModule):
             raise ValueError(
                 f"mixer must be 'group' or 'ss2d4', got {mixer!r}")
         self.skip_scale = nn.Parameter(torch.ones(1))
+        self.skip_scale._no_weight_decay = True  # as the official recipe
         self.proj = nn.Linear(embed_dims, embed_dims)
 
     def forward(self, x: torch.Tensor, hw_shape: tuple) -> torch.Tensor:

@@ -543,6 +543,12 @@ class Vim(PlainBackboneMixin, BaseBackbone):
         self.pos_embed = nn.Parameter(
             torch.zeros(1, num_patches + int(with_cls_token),
                         self.embed_dims))
+        # no weight decay on the embeddings and the class token/registers
+        # (the official recipes exempt them; mmssm's optimizer constructor
+        # reads the flag)
+        for name in ('pos_embed', 'pos_embed_cls', 'cls_token'):
+            if hasattr(self, name):
+                getattr(self, name)._no_weight_decay = True
         self.drop_after_pos = nn.Dropout(p=drop_rate)
 
         mixer_cfg = dict(mixer_cfg or {})

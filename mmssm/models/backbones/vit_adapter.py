@@ -178,6 +178,7 @@ class PlainAdapter(BaseBackbone):
         self._init_training_options(norm_eval=norm_eval, with_cp=with_cp)
 
         self.level_embed = nn.Parameter(torch.zeros(3, dims))
+        self.level_embed._no_weight_decay = True  # as ViT-Adapter's recipe
         self.spm = SpatialPriorModule(
             self.backbone.in_channels,
             conv_inplane,
