@@ -1,12 +1,28 @@
-"""Tiny versions of the MambaOut demo configs, shared by the end-to-end tests
-(tools/train.py, tools/test.py, ms_eval.py). Format with ``base`` (the demo
-config path), ``data_root``, ``max_iters`` and ``val_interval``."""
+"""Helpers shared by the end-to-end and tool tests: tiny versions of the
+MambaOut demo configs (``det_cfg``, ``seg_cfg``: the demo's heads and data
+pipeline, a 4-stage MambaOut of 16-48 channels, a constant learning rate and a
+fixed seed), running the tools in subprocesses (``run_python``,
+``run_tool``, ``run_train``), loading a tool module (``load_tool``) and
+building a demo model (``build_model``)."""
+import importlib.util
+import os
+import os.path as osp
+import re
+import subprocess
+import sys
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+DET_DEMO = osp.join(ROOT, 'configs', 'mambaout',
+                    'mask-rcnn_mambaout-femto_fpn_demo_coco-shapes.py')
+SEG_DEMO = osp.join(ROOT, 'configs', 'mambaout',
+                    'upernet_mambaout-femto_demo_ade-shapes.py')
 
 TINY_ARCH = dict(depths=[1, 1, 1, 1], dims=[16, 24, 32, 48])
 
 _COMMON = """
 train_cfg = dict(max_iters={max_iters}, val_interval={val_interval})
 param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=False)]
+randomness = dict(seed={seed})
 default_hooks = dict(checkpoint=dict(interval=2), logger=dict(interval=1))
 """
 
@@ -74,41 +90,89 @@ test_dataloader = val_dataloader
 """ + _COMMON
 
 
-def det_cfg(base, data_root, max_iters=4, val_interval=4):
+def det_cfg(base, data_root, max_iters=4, val_interval=4, seed=0):
+    """The tiny Mask R-CNN demo (``base``: the demo config's path) on
+    ``data_root`` (the ``coco_shapes`` folder, with a trailing slash)."""
     return DET_CFG.format(base=base, data_root=data_root, arch=TINY_ARCH,
-                          max_iters=max_iters, val_interval=val_interval)
+                          max_iters=max_iters, val_interval=val_interval,
+                          seed=seed)
 
 
-def seg_cfg(base, data_root, max_iters=4, val_interval=4):
+def seg_cfg(base, data_root, max_iters=4, val_interval=4, seed=0):
+    """The tiny UperNet demo (``base``: the demo config's path) on
+    ``data_root`` (the ``ade_shapes`` folder)."""
     return SEG_CFG.format(base=base, data_root=data_root, arch=TINY_ARCH,
-                          max_iters=max_iters, val_interval=val_interval)
+                          max_iters=max_iters, val_interval=val_interval,
+                          seed=seed)
 
 
-UPERNET_DEMO = ('configs', 'mambaout', 'upernet_mambaout-femto_demo_ade-shapes.py')
-
-
-def write_seg_cfg(tmp_path, root, data_root, max_iters, val_interval=100):
+def write_seg_cfg(tmp_path, data_root, max_iters, val_interval=100):
     """Write the tiny UperNet demo (``tmp_path/cfg.py``) on
-    ``data_root/ade_shapes``; ``root`` is the repository. Returns its path."""
-    import os.path as osp
+    ``data_root/ade_shapes``. Returns its path."""
     cfg = tmp_path / 'cfg.py'
     cfg.write_text(
-        seg_cfg(osp.join(root, *UPERNET_DEMO), str(data_root / 'ade_shapes'),
-                max_iters=max_iters, val_interval=val_interval))
+        seg_cfg(SEG_DEMO, str(data_root / 'ade_shapes'), max_iters=max_iters,
+                val_interval=val_interval))
     return str(cfg)
 
 
-def run_train(root, args, cwd, env=None):
-    """``tools/train.py ARGS`` in a subprocess; asserts it succeeds and
-    returns its stdout + stderr."""
-    import os
-    import os.path as osp
-    import subprocess
-    import sys
+def run_python(args, cwd, env=None, timeout=300):
+    """``python ARGS`` in a subprocess (unbuffered output, ``env`` added to
+    the environment). Returns the completed process and its stdout +
+    stderr."""
     env = dict(os.environ, PYTHONUNBUFFERED='1', **(env or {}))
-    res = subprocess.run(
-        [sys.executable, osp.join(root, 'tools', 'train.py')] + list(args),
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
-    out = res.stdout + res.stderr
+    res = subprocess.run([sys.executable] + [str(a) for a in args], cwd=cwd,
+                         env=env, capture_output=True, text=True,
+                         timeout=timeout)
+    return res, res.stdout + res.stderr
+
+
+def run_tool(tool, args, cwd, env=None, timeout=300):
+    """``tools/TOOL ARGS`` (e.g. ``'test.py'``) in a subprocess; asserts it
+    succeeds and returns its stdout + stderr."""
+    res, out = run_python([osp.join(ROOT, 'tools', tool)] + list(args), cwd,
+                          env=env, timeout=timeout)
     assert res.returncode == 0, out[-6000:]
     return out
+
+
+def run_train(args, cwd, env=None, timeout=300):
+    """``tools/train.py ARGS`` in a subprocess; asserts it succeeds and
+    returns its stdout + stderr."""
+    return run_tool('train.py', args, cwd, env=env, timeout=timeout)
+
+
+def reported_metrics(log, keys):
+    """{key: value} of the metrics ``keys`` as ``tools/test.py`` prints them
+    (``coco/bbox_mAP: 0.1230``); asserts each is there."""
+    values = {}
+    for key in keys:
+        m = re.search(re.escape(key) + r': (-?[0-9.]+)', log)
+        assert m, f'{key} not reported:\n{log[-3000:]}'
+        values[key] = float(m.group(1))
+    return values
+
+
+def load_tool(name):
+    """The module ``tools/analysis_tools/NAME.py``, loaded from its file."""
+    spec = importlib.util.spec_from_file_location(
+        name, osp.join(ROOT, 'tools', 'analysis_tools', name + '.py'))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def build_model(cfg_path, scope):
+    """The model of the config at ``cfg_path``, built from the registry of
+    ``scope`` (``'mmdet'`` or ``'mmseg'``), randomly initialised."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    init_default_scope(scope)
+    if scope == 'mmdet':
+        from mmdet.registry import MODELS
+    elif scope == 'mmseg':
+        from mmseg.registry import MODELS
+    else:
+        raise ValueError(f"build_model: scope {scope!r}, expected 'mmdet' or "
+                         "'mmseg'")
+    return MODELS.build(Config.fromfile(str(cfg_path)).model)

@@ -94,6 +94,10 @@ def _get_installed_path(package: str) -> str:
 def patch_mmengine_package_lookup(force: bool = False) -> bool:
     """Make mmengine's base-config lookup work without ``pkg_resources``.
 
+    Whether ``pkg_resources`` is there is found without importing it
+    (``importlib.util.find_spec``; a module set to None in ``sys.modules``
+    counts as missing).
+
     Args:
         force (bool): Patch even when ``pkg_resources`` is importable.
             Defaults to False.
@@ -101,12 +105,10 @@ def patch_mmengine_package_lookup(force: bool = False) -> bool:
     Returns:
         bool: Whether mmengine's functions were replaced.
     """
-    if not force:
-        try:
-            importlib.import_module('pkg_resources')
-            return False
-        except ImportError:
-            pass
+    # find_spec, not an import: importing pkg_resources emits setuptools'
+    # DeprecationWarning and takes ~0.3 s
+    if not force and importlib.util.find_spec('pkg_resources') is not None:
+        return False
     import mmengine.config.config as config_module
     import mmengine.utils as utils_module
     import mmengine.utils.package_utils as package_utils

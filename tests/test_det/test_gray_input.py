@@ -1,24 +1,25 @@
 """A gray (2-D) numpy image given to mmdet's ``inference_detector`` with an
 mmssm detection config: the detections of the same image as three equal
 channels (it used to end in an IndexError inside the data preprocessor)."""
-import os.path as osp
-
 import numpy as np
 import torch
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-
-def test_gray_array_is_the_three_channel_image():
+def test_gray_array_is_the_three_channel_image(tmp_path):
     from mmdet.apis import inference_detector, init_detector
+    from tiny_demo_configs import DET_DEMO, build_model
 
     import mmssm.det  # noqa: F401  (the configs' custom_imports)
+    from mmssm.datasets import SHAPES_METAINFO
     from mmssm.det.gray import gray_to_bgr
     torch.manual_seed(0)
+    # random weights, saved with the class names (init_detector without a
+    # checkpoint warns and names the classes after COCO)
+    ckpt = tmp_path / 'random.pth'
+    torch.save({'state_dict': build_model(DET_DEMO, 'mmdet').state_dict(),
+                'meta': {'dataset_meta': dict(SHAPES_METAINFO)}}, ckpt)
     model = init_detector(
-        osp.join(ROOT, 'configs', 'mambaout',
-                 'mask-rcnn_mambaout-femto_fpn_demo_coco-shapes.py'),
-        None, device='cpu',
+        DET_DEMO, str(ckpt), device='cpu',
         cfg_options=dict(model=dict(test_cfg=dict(
             rcnn=dict(score_thr=0.0, max_per_img=5)))))
     gray = (np.random.default_rng(0).random((64, 80)) * 255).astype(np.uint8)

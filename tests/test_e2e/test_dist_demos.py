@@ -48,6 +48,7 @@ def test_demo_trains_on_two_cpu_processes(config, data_root, tmp_path):
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-5000:]
     assert 'Distributed training: True' in out
+    assert 'GPU number: 2' in out  # mmengine's name for the world size
     assert "type='CPUDistributedDataParallel'" in out
     assert 'find_unused_parameters=True' not in out
     # (the loggers' intervals differ: the saved checkpoint marks the end)

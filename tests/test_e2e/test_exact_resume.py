@@ -15,9 +15,8 @@ import sys
 import time
 
 import torch
-from tiny_demo_configs import run_train, write_seg_cfg
+from tiny_demo_configs import ROOT, run_train, write_seg_cfg
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TRAIN = osp.join(ROOT, 'tools', 'train.py')
 OPTIONS = [
     '--cfg-options', 'train_dataloader.num_workers=2',
@@ -43,9 +42,9 @@ def _cmd(cfg, work, *extra):
 
 
 def test_kill_and_resume_continues_the_run(tmp_path, data_root):
-    cfg = write_seg_cfg(tmp_path, ROOT, data_root, max_iters=8)
+    cfg = write_seg_cfg(tmp_path, data_root, max_iters=8)
     env = dict(os.environ, PYTHONUNBUFFERED='1', OMP_NUM_THREADS='1')
-    full = run_train(ROOT, _cmd(cfg, tmp_path / 'full')[2:], tmp_path,
+    full = run_train(_cmd(cfg, tmp_path / 'full')[2:], tmp_path,
                      env=dict(OMP_NUM_THREADS='1'))
     want = _losses(full)
     assert sorted(want) == list(range(1, 9)), want
@@ -75,7 +74,7 @@ def test_kill_and_resume_continues_the_run(tmp_path, data_root):
     assert 'mmssm_rng_state' in ckpt
     time.sleep(0.5)
 
-    log = run_train(ROOT, _cmd(cfg, work, '--resume')[2:], tmp_path,
+    log = run_train(_cmd(cfg, work, '--resume')[2:], tmp_path,
                     env=dict(OMP_NUM_THREADS='1'))
     assert 'resuming from' in log and 'iter_4.pth' in log
     assert 'random states restored' in log

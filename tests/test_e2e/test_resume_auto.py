@@ -1,22 +1,15 @@
 """``tools/train.py --resume`` (no path) on the tiny UperNet demo: the newest
 checkpoint of the work dir that passes the checkpoint check, one line per
 skipped file, and one plain line when there is none."""
-import os.path as osp
 import re
 
-from tiny_demo_configs import run_train, write_seg_cfg
-
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-TRAIN = osp.join(ROOT, 'tools', 'train.py')
-
-
-def _run(args, cwd):
-    return run_train(ROOT, args, cwd)
+from tiny_demo_configs import run_train as _run
+from tiny_demo_configs import write_seg_cfg
 
 
 def _cfg(tmp_path, data_root):
     # no validation in these short runs (val_interval past the end)
-    return write_seg_cfg(tmp_path, ROOT, data_root, max_iters=4)
+    return write_seg_cfg(tmp_path, data_root, max_iters=4)
 
 
 def test_resume_in_empty_work_dir_says_so(tmp_path, data_root):

@@ -1,97 +1,85 @@
-"""End to end: tools/train.py trains the demo Mask R-CNN and UperNet a few
-iterations on generated data, saves a checkpoint, resumes from it, and
-tools/test.py reports COCO box/mask AP and mIoU.
+"""End to end: tools/train.py trains the tiny demo Mask R-CNN and UperNet on
+generated data, saves checkpoints, resumes from an explicit one and from the
+latest one, and tools/test.py reports COCO box/mask AP and mIoU of the run
+(``tiny_demo_runs`` in tests/conftest.py: seed 0, 30 iterations).
 
 The tools run in subprocesses exactly as a user runs them. Tiny MambaOut and
 small images keep each run to seconds.
 """
-import json
-import os
-import os.path as osp
 import re
-import subprocess
-import sys
 
 import pytest
-from tiny_demo_configs import det_cfg, seg_cfg
+from tiny_demo_configs import (DET_DEMO, ROOT, det_cfg, reported_metrics,
+                               run_python)
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-def _run(args, cwd):
-    env = dict(os.environ, PYTHONUNBUFFERED='1')
-    res = subprocess.run([sys.executable] + args, cwd=cwd, env=env,
-                         capture_output=True, text=True, timeout=900)
-    out = res.stdout + res.stderr
-    assert res.returncode == 0, out[-6000:]
-    return out
+# What the runs of ``tiny_demo_runs`` (seed 0, 30 iterations on the 6
+# training images, tested on the 4 validation images) must reach, well below
+# what they reach. Measured 2026-12-04 on a 2-core CPU:
+# - UperNet: mIoU 21.3 (the same recipe without the resumes: 23.5 with seed
+#   0, 25.7 with seed 1; after 1 iteration: 7.1 and 3.3); mean loss of the
+#   last 5 iterations 11 % below that of the first 5 (seeds 0 and 1, 11.2 and
+#   11.5 %).
+# - Mask R-CNN: the mean loss falls by 44 / 47 % (seeds 0 and 1); box and mask
+#   mAP are still 0.000 (the box head names the shapes only after ~1000
+#   steps, README "Figures reached here"), so only the loss is held to a
+#   floor.
+MIN_MIOU = 12.0
+MIN_LOSS_DROP = {'det': 0.25, 'seg': 0.05}
 
 
-def _train_resume_test(tmp_path, cfg_text, metric_keys):
-    cfg = tmp_path / 'cfg.py'
-    cfg.write_text(cfg_text)
-    work = tmp_path / 'work'
-    train = osp.join(ROOT, 'tools', 'train.py')
-    out = _run([train, str(cfg), '--work-dir', str(work)], tmp_path)
+def _check_train_resume(run):
+    """The three runs of ``tiny_demo_runs``: progress, checkpoints, resume
+    from an explicit checkpoint and from the latest one."""
+    work, (first, resumed, latest) = run['work'], run['logs']
+    n = run['length']
     # progress is shown: iterations, ETA and losses
-    assert re.search(r'Iter\(train\) \[\s*4/4\].*eta.*loss', out), out[-3000:]
-    for it in (2, 4):
-        assert (work / f'iter_{it}.pth').is_file()
-    assert (work / 'last_checkpoint').read_text().strip().endswith(
-        'iter_4.pth')
-
+    assert re.search(r'Iter\(train\) \[\s*4/4\].*eta.*loss', first), \
+        first[-3000:]
+    assert run['ckpts'][0] == ['iter_2.pth', 'iter_4.pth']
     # resume from an explicit checkpoint: training continues at iteration 3
     # (loading goes through torch.load with weights_only=True)
-    out = _run([
-        train, str(cfg), '--work-dir', str(work), '--resume',
-        str(work / 'iter_2.pth'), '--cfg-options', 'train_cfg.max_iters=6'
-    ], tmp_path)
-    assert 'resumed' in out.lower()
-    assert re.search(r'Iter\(train\) \[\s*3/6\]', out), out[-3000:]
-    assert not re.search(r'Iter\(train\) \[\s*1/6\]', out)
-    assert (work / 'iter_6.pth').is_file()
-
+    assert 'resumed' in resumed.lower()
+    assert re.search(r'Iter\(train\) \[\s*3/6\]', resumed), resumed[-3000:]
+    assert not re.search(r'Iter\(train\) \[\s*1/6\]', resumed)
+    assert run['ckpts'][1] == ['iter_4.pth', 'iter_6.pth']
     # resume from the latest checkpoint in the work dir (no path)
-    out = _run([
-        train, str(cfg), '--work-dir', str(work), '--resume',
-        '--cfg-options', 'train_cfg.max_iters=7'
-    ], tmp_path)
-    assert re.search(r'Iter\(train\) \[\s*7/7\]', out), out[-3000:]
-
-    out = _run([
-        osp.join(ROOT, 'tools', 'test.py'), str(cfg),
-        str(work / 'iter_7.pth'), '--work-dir', str(tmp_path / 'test')
-    ], tmp_path)
-    values = {}
-    for key in metric_keys:
-        m = re.search(re.escape(key) + r': (-?[0-9.]+)', out)
-        assert m, f'{key} not reported:\n{out[-3000:]}'
-        values[key] = float(m.group(1))
-    return values
+    assert re.search(r'Iter\(train\) \[\s*7/%d\]' % n, latest), latest[-3000:]
+    assert not re.search(r'Iter\(train\) \[\s*6/%d\]' % n, latest), [
+        ln for ln in latest.splitlines() if 'esum' in ln or '6/' in ln]
+    assert run['ckpts'][2] == ['iter_6.pth', f'iter_{n}.pth']
+    assert (work / 'last_checkpoint').read_text().strip().endswith(
+        f'iter_{n}.pth')
+    assert sorted(run['losses']) == list(range(1, n + 1))
 
 
-def test_mask_rcnn_train_resume_test(tmp_path, data_root):
-    cfg = det_cfg(osp.join(ROOT, 'configs', 'mambaout',
-                      'mask-rcnn_mambaout-femto_fpn_demo_coco-shapes.py'), str(data_root / 'coco_shapes') + '/')
-    values = _train_resume_test(tmp_path, cfg,
-                                ['coco/bbox_mAP', 'coco/segm_mAP'])
-    for v in values.values():
-        assert 0.0 <= v <= 1.0 or v == -1.0
+def _loss_drop(run):
+    """1 - (mean loss of the last 5 iterations) / (that of the first 5)."""
+    losses = [run['losses'][i] for i in sorted(run['losses'])]
+    return 1 - (sum(losses[-5:]) / 5) / (sum(losses[:5]) / 5)
 
 
-def test_upernet_train_resume_test(tmp_path, data_root):
-    cfg = seg_cfg(osp.join(ROOT, 'configs', 'mambaout',
-                      'upernet_mambaout-femto_demo_ade-shapes.py'), str(data_root / 'ade_shapes'))
-    values = _train_resume_test(tmp_path, cfg, ['mIoU'])
-    assert 0.0 <= values['mIoU'] <= 100.0
+def test_mask_rcnn_train_resume_test(tiny_demo_runs):
+    run = tiny_demo_runs.get('det')
+    _check_train_resume(run)
+    values = reported_metrics(
+        run['test_log'],
+        ['coco/bbox_mAP', 'coco/segm_mAP', 'coco/bbox_mAP_50'])
+    assert _loss_drop(run) >= MIN_LOSS_DROP['det'], run['losses']
+
+
+def test_upernet_train_resume_test(tiny_demo_runs):
+    run = tiny_demo_runs.get('seg')
+    _check_train_resume(run)
+    values = reported_metrics(run['test_log'], ['mIoU', 'aAcc', 'mAcc'])
+    assert _loss_drop(run) >= MIN_LOSS_DROP['seg'], run['losses']
+    assert values['mIoU'] >= MIN_MIOU, values
 
 
 def test_missing_data_root_gives_instructions(tmp_path):
     cfg = tmp_path / 'cfg.py'
     cfg.write_text(
-        det_cfg(osp.join(ROOT, 'configs', 'mambaout',
-                          'mask-rcnn_mambaout-femto_fpn_demo_coco-shapes.py'), str(tmp_path / 'nowhere' / 'coco_shapes') + '/'))
-    res = subprocess.run(
-        [sys.executable, osp.join(ROOT, 'tools', 'train.py'), str(cfg)],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        det_cfg(DET_DEMO, str(tmp_path / 'nowhere' / 'coco_shapes') + '/'))
+    res, _ = run_python([f'{ROOT}/tools/train.py', cfg], tmp_path)
     assert res.returncode != 0
     assert 'FileNotFoundError' in res.stderr
     assert 'nowhere' in res.stderr
@@ -102,33 +90,7 @@ def test_amp_is_refused_clearly_on_cpu(tmp_path):
     import torch
     if torch.cuda.is_available():
         pytest.skip('refusal only applies without a GPU')
-    res = subprocess.run([
-        sys.executable,
-        osp.join(ROOT, 'tools', 'train.py'),
-        osp.join(ROOT, 'configs', 'mambaout',
-                 'mask-rcnn_mambaout-femto_fpn_demo_coco-shapes.py'), '--amp'
-    ], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    res, _ = run_python([f'{ROOT}/tools/train.py', DET_DEMO, '--amp'],
+                        tmp_path)
     assert res.returncode != 0
     assert '--amp needs a CUDA GPU' in res.stderr
-
-
-def test_dist_train_two_cpu_processes(tmp_path, data_root):
-    """tools/dist_train.sh (torchrun, --launcher pytorch) on the CPU: a gloo
-    group of two processes with CPUDistributedDataParallel."""
-    cfg = tmp_path / 'cfg.py'
-    cfg.write_text(
-        seg_cfg(osp.join(ROOT, 'configs', 'mambaout',
-                          'upernet_mambaout-femto_demo_ade-shapes.py'), str(data_root / 'ade_shapes')))
-    env = dict(os.environ, PORT='29571', OMP_NUM_THREADS='1',
-               PYTHON=sys.executable)
-    res = subprocess.run([
-        'bash', osp.join(ROOT, 'tools', 'dist_train.sh'), str(cfg), '2',
-        '--work-dir', str(tmp_path / 'work')
-    ], capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
-    out = res.stdout + res.stderr
-    assert res.returncode == 0, out[-4000:]
-    assert 'Distributed training: True' in out
-    assert 'GPU number: 2' in out  # mmengine's name for the world size
-    assert "type='CPUDistributedDataParallel'" in out
-    assert re.search(r'Iter\(train\) \[\s*4/4\]', out)
-    assert (tmp_path / 'work' / 'iter_4.pth').is_file()

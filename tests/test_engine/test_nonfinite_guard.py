@@ -171,35 +171,23 @@ def test_train_py_demo_config_stops_at_nan_of_iteration_3(tmp_path):
     """tools/train.py on the (tiny) UperNet demo, NaN from iteration 3:
     the run stops naming iteration 3 and the loss term, and the state it
     saves equals the regular checkpoint of iteration 2."""
-    import os
-    import os.path as osp
-    import subprocess
-    import sys
-
-    from tiny_demo_configs import seg_cfg
+    from tiny_demo_configs import ROOT, SEG_DEMO, run_python, seg_cfg
 
     from mmssm.datasets import generate_all
-    root = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
     generate_all(str(tmp_path / 'data'), seed=4, num_train=2, num_val=1,
                  datasets=('ade_shapes', ))
     (tmp_path / 'nan_inject.py').write_text(INJECT)
     cfg = tmp_path / 'cfg.py'
     cfg.write_text(
-        seg_cfg(
-            osp.join(root, 'configs', 'mambaout',
-                     'upernet_mambaout-femto_demo_ade-shapes.py'),
-            str(tmp_path / 'data' / 'ade_shapes'), max_iters=6,
-            val_interval=100) +
+        seg_cfg(SEG_DEMO, str(tmp_path / 'data' / 'ade_shapes'), max_iters=6,
+                val_interval=100) +
         "custom_imports = dict(imports=['nan_inject'])\n"
         'custom_hooks = _base_.custom_hooks + '
         "[dict(type='InjectNaNHook')]\n")
     work = tmp_path / 'work'
-    env = dict(os.environ, PYTHONPATH=str(tmp_path), PYTHONUNBUFFERED='1')
-    res = subprocess.run([
-        sys.executable, osp.join(root, 'tools', 'train.py'), str(cfg),
-        '--work-dir', str(work)], cwd=tmp_path, env=env, capture_output=True,
-        text=True, timeout=300)
-    out = res.stdout + res.stderr
+    res, out = run_python(
+        [f'{ROOT}/tools/train.py', cfg, '--work-dir', work], tmp_path,
+        env=dict(PYTHONPATH=str(tmp_path)))
     assert res.returncode != 0, out[-3000:]
     assert 'NonFiniteError: non-finite loss and gradient at iteration 3;' \
         in out, out[-3000:]

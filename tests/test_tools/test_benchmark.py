@@ -1,23 +1,13 @@
 """tools/analysis_tools/benchmark.py on tiny models: JSON fields, sizes in
 increasing order, one subprocess per case, memory that grows with the input,
 the comparison table and the PNG plot."""
-import importlib.util
 import json
-import os.path as osp
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-
-def _load_tool():
-    spec = importlib.util.spec_from_file_location(
-        'benchmark', osp.join(ROOT, 'tools', 'analysis_tools', 'benchmark.py'))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from tiny_demo_configs import load_tool
 
 
 def test_benchmark_tiny_backbones(tmp_path, capsys):
-    bench = _load_tool()
+    bench = load_tool('benchmark')
     out = str(tmp_path / 'bench')
     arch = json.dumps(dict(depths=[1, 1, 1, 1], dims=[16, 24, 32, 48]))
     vim = json.dumps(dict(embed_dims=32, num_layers=2, d_state=4))
@@ -60,7 +50,7 @@ def test_benchmark_tiny_backbones(tmp_path, capsys):
 
 
 def test_benchmark_needs_a_model():
-    bench = _load_tool()
+    bench = load_tool('benchmark')
     import pytest
     with pytest.raises(SystemExit):
         bench.parse_args(['--sizes', '32'])
@@ -70,7 +60,7 @@ def test_sizes_parse_rectangles_and_refuse_nonsense():
     import argparse
 
     import pytest
-    bench = _load_tool()
+    bench = load_tool('benchmark')
     assert bench.parse_size('224') == 224
     assert bench.parse_size('64x64') == 64
     assert bench.parse_size('800x1333') == '800x1333'
@@ -83,7 +73,7 @@ def test_sizes_parse_rectangles_and_refuse_nonsense():
 
 
 def test_rectangular_case_and_machine_load(tmp_path):
-    bench = _load_tool()
+    bench = load_tool('benchmark')
     arch = json.dumps(dict(depths=[1, 1, 1, 1], dims=[8, 8, 8, 8]))
     out = str(tmp_path / 'rect')
     result = bench.main([

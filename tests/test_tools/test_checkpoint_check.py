@@ -3,22 +3,16 @@ checkpoint: unusable files are named in one line before the config, model or
 dataset is built; weights that do not fit the model stop the run, before
 evaluation or training, naming the keys (``--non-strict`` loads what fits).
 """
-import os
 import os.path as osp
-import subprocess
-import sys
 import time
 
 import pytest
 import torch
-from tiny_demo_configs import seg_cfg
+from tiny_demo_configs import ROOT, SEG_DEMO, build_model, run_python, seg_cfg
 
 from mmssm.utils import (CheckpointError, compare_state_dict_shapes,
                          describe_mismatch, read_checkpoint_shapes)
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-SEG_DEMO = osp.join(ROOT, 'configs', 'mambaout',
-                    'upernet_mambaout-femto_demo_ade-shapes.py')
 
 
 def _bad_files(tmp_path):
@@ -92,11 +86,9 @@ def test_compare_and_describe():
 
 
 def _run(args, cwd):
-    env = dict(os.environ, PYTHONUNBUFFERED='1')
     start = time.time()
-    res = subprocess.run([sys.executable] + args, cwd=cwd, env=env,
-                         capture_output=True, text=True, timeout=300)
-    return res, res.stdout + res.stderr, time.time() - start
+    res, out = run_python(args, cwd)
+    return res, out, time.time() - start
 
 
 def test_test_py_names_an_unusable_checkpoint_before_building(tmp_path):
@@ -120,19 +112,13 @@ def test_test_py_names_an_unusable_checkpoint_before_building(tmp_path):
 def seg_setup(tmp_path_factory):
     """A tiny UperNet demo config on generated data and a checkpoint of
     that model with one key dropped, one added and one shape changed."""
-    from mmengine.config import Config
-    from mmengine.registry import init_default_scope
-
     from mmssm.datasets import generate_all
     tmp = tmp_path_factory.mktemp('ckpt_check')
     generate_all(str(tmp / 'data'), seed=1, num_train=2, num_val=2,
                  datasets=('ade_shapes', ))
     cfg_path = tmp / 'cfg.py'
     cfg_path.write_text(seg_cfg(SEG_DEMO, str(tmp / 'data' / 'ade_shapes')))
-    init_default_scope('mmseg')
-    from mmseg.registry import MODELS
-    model = MODELS.build(Config.fromfile(str(cfg_path)).model)
-    sd = model.state_dict()
+    sd = build_model(cfg_path, 'mmseg').state_dict()
     dropped = 'decode_head.conv_seg.bias'
     changed = 'auxiliary_head.conv_seg.weight'
     assert dropped in sd and changed in sd

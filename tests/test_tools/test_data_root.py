@@ -4,20 +4,13 @@ with their own hints; image loading names the unreadable file; a training
 set whose images all lack annotations gets a message naming the file."""
 import json
 import os.path as osp
-import subprocess
-import sys
 
 import pytest
 from mmengine.config import Config
-from tiny_demo_configs import det_cfg
+from tiny_demo_configs import DET_DEMO, SEG_DEMO, det_cfg, run_tool
 
 from mmssm.apis import check_data_roots, reroot_data
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-DET_DEMO = osp.join(ROOT, 'configs', 'mambaout',
-                    'mask-rcnn_mambaout-femto_fpn_demo_coco-shapes.py')
-SEG_DEMO = osp.join(ROOT, 'configs', 'mambaout',
-                    'upernet_mambaout-femto_demo_ade-shapes.py')
 
 
 def test_reroot_det_demo():
@@ -59,12 +52,8 @@ def test_train_py_data_root_in_resolved_config(tmp_path):
     work = tmp_path / 'w'
     cfg = tmp_path / 'tiny_det.py'  # its data_root does not exist
     cfg.write_text(det_cfg(DET_DEMO, str(tmp_path / 'gone') + '/'))
-    res = subprocess.run([
-        sys.executable, osp.join(ROOT, 'tools', 'train.py'), str(cfg),
-        '--data-root', data, '--work-dir', str(work), '--max-iters', '1'
-    ], capture_output=True, text=True, timeout=300, cwd=tmp_path)
-    out = res.stdout + res.stderr
-    assert res.returncode == 0, out[-3000:]
+    out = run_tool('train.py', [str(cfg), '--data-root', data, '--work-dir',
+                                str(work), '--max-iters', '1'], tmp_path)
     assert f'--data-root {data}: train_dataloader dataset[0].data_root' \
         in out, out[-3000:]
     dumped = Config.fromfile(str(work / 'tiny_det.py'))

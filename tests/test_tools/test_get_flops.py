@@ -2,28 +2,16 @@
 selective scan's PythonOp against its documented formula (alone, grouped with
 scan orders, and inside tiny GroupMamba and Vim backbones), mmcv RoIAlign, and
 the command line."""
-import importlib.util
 import json
-import os.path as osp
 
 import pytest
 import torch
 import torch.nn as nn
+from tiny_demo_configs import load_tool
 
 from mmssm.ops import selective_scan
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-
-def _load_tool():
-    spec = importlib.util.spec_from_file_location(
-        'get_flops', osp.join(ROOT, 'tools', 'analysis_tools', 'get_flops.py'))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-gf = _load_tool()
+gf = load_tool('get_flops')
 
 
 def _scan_flops(res):

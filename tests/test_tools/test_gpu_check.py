@@ -8,7 +8,6 @@ mmdet, mmseg, mmpretrain, mmcv's compiled ops, setuptools) and mmssm's
 editable-install finder is removed, so the script must find the repository's
 mmssm and map ``kernels/`` to ``mmssm.kernels`` itself.
 """
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -16,8 +15,8 @@ import subprocess
 import sys
 
 import pytest
+from tiny_demo_configs import ROOT, load_tool
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 SCRIPT = osp.join(ROOT, 'tools', 'analysis_tools', 'gpu_check.py')
 ABSENT_ON_GPU_MACHINE = ('cv2', 'rich', 'yaml', 'PIL', 'numba', 'scipy',
                          'matplotlib', 'timm', 'mmdet', 'mmseg', 'mmpretrain',
@@ -31,13 +30,6 @@ sys.meta_path[:] = [f for f in sys.meta_path
 sys.argv = [{script!r}] + {args!r}
 runpy.run_path({script!r}, run_name='__main__')
 """
-
-
-def _load_tool():
-    spec = importlib.util.spec_from_file_location('gpu_check', SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _run(tmp_path, *args, absent=ABSENT_ON_GPU_MACHINE):
@@ -56,7 +48,7 @@ def _run(tmp_path, *args, absent=ABSENT_ON_GPU_MACHINE):
 
 
 def test_quick_run_checks_every_case(tmp_path):
-    tool = _load_tool()
+    tool = load_tool('gpu_check')
     proc, saved = _run(tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert saved['status'] == 'passed' and saved['failures'] == []
@@ -161,7 +153,7 @@ def test_broken_openmmlab_stack_keeps_the_scan_checks(tmp_path):
 
 
 def test_case_lists_and_argument_checks(monkeypatch, capsys):
-    tool = _load_tool()
+    tool = load_tool('gpu_check')
     full = tool.correctness_cases(quick=False)
     names = [c['name'] for c in full]
     assert len(names) == len(set(names)) == 240

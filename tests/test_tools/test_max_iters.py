@@ -10,11 +10,10 @@ import re
 import pytest
 import torch
 from mmengine.config import Config
-from tiny_demo_configs import run_train, seg_cfg
+from tiny_demo_configs import ROOT, SEG_DEMO, run_train, seg_cfg
 
 from mmssm.apis import rescale_schedule, unscaled_schedule_warning
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEMOS = sorted(glob.glob(osp.join(ROOT, 'configs', '*', '*demo*.py')))
 
 
@@ -116,20 +115,13 @@ def cfg_file(tmp_path_factory):
     generate_all(str(tmp / 'data'), seed=2, num_train=2, num_val=1,
                  datasets=('ade_shapes', ))
     path = tmp / 'cfg.py'
-    path.write_text(seg_cfg(
-        osp.join(ROOT, 'configs', 'mambaout',
-                 'upernet_mambaout-femto_demo_ade-shapes.py'),
-        str(tmp / 'data' / 'ade_shapes')) + TAIL)
+    path.write_text(seg_cfg(SEG_DEMO, str(tmp / 'data' / 'ade_shapes')) + TAIL)
     return path
-
-
-def _train(args, cwd):
-    return run_train(ROOT, args, cwd)
 
 
 def test_train_py_max_iters(cfg_file, tmp_path):
     work = tmp_path / 'work'
-    out = _train([str(cfg_file), '--work-dir', str(work), '--max-iters',
+    out = run_train([str(cfg_file), '--work-dir', str(work), '--max-iters',
                   '3'], tmp_path)
     line = [ln for ln in out.splitlines() if 'rescaled the schedule' in ln]
     assert len(line) == 1, out[-3000:]
@@ -151,7 +143,7 @@ def test_train_py_max_iters(cfg_file, tmp_path):
 
 
 def test_cfg_options_length_alone_warns(cfg_file, tmp_path):
-    out = _train([
+    out = run_train([
         str(cfg_file), '--work-dir', str(tmp_path / 'w'), '--cfg-options',
         'train_cfg.max_iters=2', 'train_cfg.val_interval=100'
     ], tmp_path)

@@ -2,13 +2,11 @@
 configs: parameters measured by building a fast-to-build subset of the models
 must equal the recorded ones; the README block is the rendering of the JSON;
 the recorded MambaOut-T FLOPs are within 3% of the paper."""
-import importlib.util
 import json
 import os.path as osp
 
 import pytest
-
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+from tiny_demo_configs import ROOT, load_tool
 
 # one model per backbone and family; each builds in a few seconds
 FAST = [
@@ -23,15 +21,7 @@ FAST = [
 ]
 
 
-def _load_tool():
-    spec = importlib.util.spec_from_file_location(
-        'model_zoo', osp.join(ROOT, 'tools', 'analysis_tools', 'model_zoo.py'))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-zoo = _load_tool()
+zoo = load_tool('model_zoo')
 RECORDED = json.load(open(osp.join(ROOT, 'docs', 'model_zoo.json')))
 
 

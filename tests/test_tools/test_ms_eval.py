@@ -1,51 +1,28 @@
-"""End to end: a tiny demo Mask R-CNN and UperNet trained for 2 iterations
-by tools/train.py, then tools/analysis_tools/ms_eval.py runs tools/test.py
-single-scale and with --tta (DetTTAModelWithMasks / SegTTAModel, the configs'
-own multi-scale + flip pipelines) and reports both side by side, including
-coco/segm_mAP for the TTA run (mmdet's own DetTTAModel refuses masks)."""
-import importlib.util
+"""tools/analysis_tools/ms_eval.py on the tiny demo Mask R-CNN and UperNet
+trained by ``tiny_demo_runs`` (tests/conftest.py: seed 0, 30 iterations): it
+runs tools/test.py single-scale and with --tta (DetTTAModelWithMasks /
+SegTTAModel, the configs' own multi-scale + flip pipelines) and reports both
+side by side, including coco/segm_mAP for the TTA run (mmdet's own
+DetTTAModel refuses masks)."""
 import json
-import os
-import os.path as osp
-import subprocess
-import sys
 
 import pytest
-from tiny_demo_configs import det_cfg, seg_cfg
+from tiny_demo_configs import load_tool, reported_metrics
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-def _load_tool():
-    spec = importlib.util.spec_from_file_location(
-        'ms_eval', osp.join(ROOT, 'tools', 'analysis_tools', 'ms_eval.py'))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+# The UperNet run's mIoU, measured 2026-12-04 (2-core CPU): 21.3 single-scale,
+# 19.8 multi-scale (after 1 iteration: 3-7); the floor is well below.
+MIN_MIOU = 12.0
 
 
-@pytest.fixture(scope='module')
-def data_root(tmp_path_factory):
-    from mmssm.datasets import generate_all
-    root = tmp_path_factory.mktemp('synthetic')
-    generate_all(str(root), seed=5, num_train=4, num_val=2)
-    return root
-
-
-def _train(tmp_path, text):
-    cfg = tmp_path / 'cfg.py'
-    cfg.write_text(text)
-    work = tmp_path / 'work'
-    res = subprocess.run(
-        [sys.executable, osp.join(ROOT, 'tools', 'train.py'), str(cfg),
-         '--work-dir', str(work)], cwd=tmp_path, capture_output=True,
-        text=True, env=dict(os.environ, PYTHONUNBUFFERED='1'), timeout=900)
-    assert res.returncode == 0, (res.stdout + res.stderr)[-5000:]
-    ckpt = work / 'iter_2.pth'
-    assert ckpt.is_file()
-    return cfg, ckpt
+def _same_as_test_py(run, single):
+    """ms_eval's single-scale run gives what tools/test.py printed for the
+    same checkpoint (each metric it reports, to the printed precision)."""
+    want = reported_metrics(run['test_log'], list(single))
+    assert single == pytest.approx(want, abs=2e-3), (single, want)
 
 
 def test_parse_metrics_reads_the_final_test_line():
-    ms = _load_tool()
+    ms = load_tool('ms_eval')
     log = ('Iter(test) [1/2]    eta: 0:00:01  time: 0.5  data_time: 0.1\n'
            'Iter(test) [2/2]    coco/bbox_mAP: 0.1250  coco/segm_mAP: '
            '0.0500  data_time: 0.0100  time: 0.4000\n')
@@ -60,32 +37,31 @@ def test_parse_metrics_reads_the_final_test_line():
     assert 'aAcc' not in table
 
 
-def test_det_single_and_multi_scale_with_masks(tmp_path, data_root, capsys):
-    text = det_cfg(
-        osp.join(ROOT, 'configs', 'mambaout',
-                 'mask-rcnn_mambaout-femto_fpn_demo_coco-shapes.py'),
-        str(data_root / 'coco_shapes') + '/', max_iters=2, val_interval=100)
-    cfg, ckpt = _train(tmp_path, text)
-    ms = _load_tool()
+def test_det_single_and_multi_scale_with_masks(tiny_demo_runs, tmp_path,
+                                                capsys):
+    run = tiny_demo_runs.get('det')
+    ckpt = run['work'] / f"iter_{run['length']}.pth"
     out = tmp_path / 'ms.json'
-    res = ms.main([str(cfg), str(ckpt), '--work-dir', str(tmp_path / 'ev'),
-                   '--out', str(out)])
-    for run in ('single_scale', 'multi_scale'):
-        for key in ('coco/bbox_mAP', 'coco/segm_mAP'):
-            assert 0.0 <= res[run][key] <= 1.0, (run, key, res[run])
+    res = load_tool('ms_eval').main([
+        str(run['cfg']), str(ckpt), '--work-dir', str(tmp_path / 'ev'),
+        '--out', str(out)
+    ])
+    keys = ['coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/segm_mAP',
+            'coco/segm_mAP_50']
+    for run_name in ('single_scale', 'multi_scale'):
+        assert set(keys) <= set(res[run_name]), res[run_name]
+    _same_as_test_py(run, res['single_scale'])
     assert json.loads(out.read_text())['multi_scale'] == res['multi_scale']
     printed = capsys.readouterr().out
     assert 'coco/segm_mAP' in printed and 'multi-scale (TTA)' in printed
 
 
-def test_seg_single_and_multi_scale(tmp_path, data_root):
-    text = seg_cfg(
-        osp.join(ROOT, 'configs', 'mambaout',
-                 'upernet_mambaout-femto_demo_ade-shapes.py'),
-        str(data_root / 'ade_shapes'), max_iters=2, val_interval=100)
-    cfg, ckpt = _train(tmp_path, text)
-    res = _load_tool().main(
-        [str(cfg), str(ckpt), '--work-dir', str(tmp_path / 'ev')])
-    for run in ('single_scale', 'multi_scale'):
-        assert 0.0 <= res[run]['mIoU'] <= 100.0
-        assert 'aAcc' in res[run]
+def test_seg_single_and_multi_scale(tiny_demo_runs, tmp_path):
+    run = tiny_demo_runs.get('seg')
+    ckpt = run['work'] / f"iter_{run['length']}.pth"
+    res = load_tool('ms_eval').main(
+        [str(run['cfg']), str(ckpt), '--work-dir', str(tmp_path / 'ev')])
+    _same_as_test_py(run, res['single_scale'])
+    for run_name in ('single_scale', 'multi_scale'):
+        assert set(res[run_name]) == {'aAcc', 'mIoU', 'mAcc'}, res[run_name]
+        assert res[run_name]['mIoU'] >= MIN_MIOU, (run_name, res)

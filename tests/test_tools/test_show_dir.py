@@ -6,37 +6,18 @@ segmentation demos (neither needs a visualization hook in its config), and
 Random-init checkpoints of the tiny demo models; 3-4 val images."""
 import os
 import os.path as osp
-import subprocess
-import sys
 
 import pytest
 import torch
 from PIL import Image
-from tiny_demo_configs import det_cfg, seg_cfg
+from tiny_demo_configs import (DET_DEMO, ROOT, SEG_DEMO, build_model, det_cfg,
+                               run_python, seg_cfg)
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-DET_DEMO = osp.join(ROOT, 'configs', 'mambaout',
-                    'mask-rcnn_mambaout-femto_fpn_demo_coco-shapes.py')
-SEG_DEMO = osp.join(ROOT, 'configs', 'mambaout',
-                    'upernet_mambaout-femto_demo_ade-shapes.py')
-
-
-def _run(args, cwd):
-    env = dict(os.environ, PYTHONUNBUFFERED='1')
-    res = subprocess.run([sys.executable] + args, cwd=cwd, env=env,
-                         capture_output=True, text=True, timeout=300)
-    return res, res.stdout + res.stderr
+_run = run_python
 
 
 def _checkpoint(cfg_path, scope, out):
-    from mmengine.config import Config
-    from mmengine.registry import init_default_scope
-    init_default_scope(scope)
-    if scope == 'mmdet':
-        from mmdet.registry import MODELS
-    else:
-        from mmseg.registry import MODELS
-    model = MODELS.build(Config.fromfile(str(cfg_path)).model)
+    model = build_model(cfg_path, scope)
     torch.save({'state_dict': model.state_dict(), 'meta': {}}, out)
     return out
 

@@ -140,7 +140,7 @@ def entry_config(name: str) -> Config:
             dict(
                 default_scope='mmpretrain',
                 custom_imports=dict(
-                    imports=['mmssm', 'mmssm.models.heads.mambaout_head'],
+                    imports=['mmssm', 'mmssm.cls'],
                     allow_failed_imports=False),
                 model=dict(
                     type='ImageClassifier',
