@@ -97,7 +97,8 @@ def test_import_mmssm_loads_no_task_package_and_registers():
         from mmssm.registry import HOOKS, MODELS, OPTIM_WRAPPER_CONSTRUCTORS
 
         heavy = ('mmdet', 'mmseg', 'mmpretrain', 'triton', 'mmcv._ext',
-                 'mmcv.ops', 'mmssm.det', 'mmssm.cls', 'mmssm.kernels')
+                 'mmcv.ops', 'mmssm.det', 'mmssm.cls', 'mmssm.kernels',
+                 'numba', 'llvmlite')
         print(sorted(m for m in heavy if m in sys.modules))
         print(sorted(n for n in ('Vim', 'GroupMamba', 'MambaOut',
                                  'PlainAdapter', 'SimpleFeaturePyramid',

@@ -40,10 +40,20 @@ from .cpu_threads import (launch_is_cheap, num_threads, parallel_linear,
                           run_parallel)
 from .scan_common import FAST_PATH_ENV, cpu_fast_path_allowed
 
-try:
-    from . import _mixer_numba
-except ImportError:  # numba missing: the layers keep their torch path
-    _mixer_numba = None
+_KERNELS = []
+
+
+def _kernels():
+    """:mod:`mmssm.ops._mixer_numba`, imported on first use (``import
+    mmssm`` does not import numba); None when numba is missing (the layers
+    keep their torch path)."""
+    if not _KERNELS:
+        try:
+            from . import _mixer_numba as kernels
+        except ImportError:
+            kernels = None
+        _KERNELS.append(kernels)
+    return _KERNELS[0]
 
 #: Elements below which the light kernels (conv, gate, add + RMSNorm) run on
 #: one thread when the kernels go to mmssm's thread pool (no libgomp, or
@@ -71,7 +81,7 @@ def fast_path_enabled(x: Tensor, scan_impl: Optional[str] = None) -> bool:
     ``None``/``'auto'``/``'cpu'`` and ``MMSSM_SCAN_IMPL`` is unset or
     ``'cpu'``; and ``MMSSM_CPU_FAST_PATH`` is not ``0``.
     """
-    if _mixer_numba is None or torch.is_grad_enabled():
+    if torch.is_grad_enabled():
         return False
     if x.device.type != 'cpu' or x.dtype != torch.float32:
         return False
@@ -81,7 +91,7 @@ def fast_path_enabled(x: Tensor, scan_impl: Optional[str] = None) -> bool:
         return False
     if os.environ.get('MMSSM_SCAN_IMPL', '') not in ('', 'auto', 'cpu'):
         return False
-    return cpu_fast_path_allowed()
+    return cpu_fast_path_allowed() and _kernels() is not None
 
 
 def _np(x: Tensor):
@@ -161,7 +171,8 @@ def mamba_mixer_cpu_inference(x: Tensor,
     only after the scan, when the conv's and the scan's buffers are gone:
     per layer at most three ``(B, L, d_inner)`` buffers are alive.
     """
-    if _mixer_numba is None:
+    kernels = _kernels()
+    if kernels is None:
         raise ImportError('the fused CPU mixer path needs numba')
     if x.dim() != 3 or x.dtype != torch.float32 or x.device.type != 'cpu':
         raise ValueError('mamba_mixer_cpu_inference: x must be a float32 CPU '
@@ -191,20 +202,20 @@ def mamba_mixer_cpu_inference(x: Tensor,
     # the conv and the gate are light: threads only pay off for large maps
     small = not launch_is_cheap() and nbatch * length * dim < SMALL_WORK
     light = nitems if small else 1
-    run_parallel(_mixer_numba.conv_silu,
+    run_parallel(kernels.conv_silu,
                  (xs.numpy(), *conv, ndir, chunk, uf.numpy()), nitems,
                  min_items_per_thread=light)
     # x_proj: dt, B, C per token; xs holds the backward direction's u
     xdf = parallel_linear(uf, x_proj_weights[0]).numpy()
     xdb = parallel_linear(xs, x_proj_weights[1]).numpy() \
         if ndir == 2 else xdf
-    run_parallel(_mixer_numba.bimamba_scan,
+    run_parallel(kernels.bimamba_scan,
                  (xs.numpy(), uf.numpy(), xdf, xdb, *scan, ndir, chunk),
                  nitems)
     del xs, xdf, xdb
     z = parallel_linear(x, in_proj_weight[dim:], bias_z)
     rows = nbatch * length
-    run_parallel(_mixer_numba.gate,
+    run_parallel(kernels.gate,
                  (z.view(rows, dim).numpy(), uf.view(rows, dim).numpy(),
                   float(scale)), rows,
                  min_items_per_thread=rows if light > 1 else 64)
@@ -232,7 +243,7 @@ def add_rmsnorm_cpu(hidden: Tensor, residual: Optional[Tensor],
     res_out = torch.empty(hidden.shape, dtype=torch.float32)
     out = torch.empty(hidden.shape, dtype=torch.float32)
     rows = h2.shape[0]
-    run_parallel(_mixer_numba.add_rmsnorm,
+    run_parallel(_kernels().add_rmsnorm,
                  (_np(h2), _np(r2), residual is not None,
                   _np(weight.detach().float().contiguous()), float(eps),
                   _np(res_out.view(-1, width)), _np(out.view(-1, width))),
