@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import os
 import os.path as osp
+import uuid
 
 import pytest
 import torch
@@ -87,7 +88,10 @@ def _toy_runner(work_dir):
             checkpoint=dict(type='CheckpointHook', interval=2,
                             by_epoch=False),
             logger=dict(type='LoggerHook', interval=100)),
-        custom_hooks=[hook], default_scope=None)
+        custom_hooks=[hook], default_scope=None,
+        # two runners in the same second would share mmengine's default
+        # (timestamp) name and its logger instance, which warns
+        experiment_name=f'atomic_{uuid.uuid4().hex}')
     return runner, hook.state
 
 
