@@ -10,7 +10,6 @@ Examples::
 """
 import argparse
 import copy
-import os
 import os.path as osp
 import sys
 
@@ -18,9 +17,10 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import mmssm  # noqa: E402,F401  (stack fixes before any config is parsed)
 import torch  # noqa: E402
-from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.config import Config  # noqa: E402
 
-from mmssm.apis import (apply_common_args, build_runner,  # noqa: E402
+from mmssm.apis import (add_common_args, apply_common_args,  # noqa: E402
+                        build_runner, export_local_rank,
                         check_checkpoint_file, check_checkpoint_fits,
                         check_data_roots, find_resumable_checkpoint,
                         get_task, reroot_data, rescale_schedule,
@@ -55,21 +55,9 @@ def parse_args(argv=None):
         help='load_from / --resume: load the weights of the checkpoint that '
         'fit the model (default: stop, naming the missing, unexpected and '
         'shape-mismatched keys)')
-    parser.add_argument(
-        '--data-root', metavar='DIR',
-        help='read the data from DIR: replaces the config\'s data_root as '
-        'the prefix of every dataloader\'s data_root (train/val/test) and '
-        'of the evaluators\' ann_file (applied after --cfg-options)')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override config settings, key=value (xxx=[a,b] for lists)')
-    parser.add_argument(
-        '--launcher', choices=['none', 'pytorch', 'slurm'], default='none',
-        help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_common_args(parser)
     args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    export_local_rank(args)
     return args
 
 

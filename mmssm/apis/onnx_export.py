@@ -28,25 +28,9 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = [
-    'build_model', 'export_target', 'export_onnx', 'verify_onnx',
-    'time_onnx'
-]
+from .runner_utils import build_model
 
-
-def build_model(cfg) -> nn.Module:
-    """The model of an mmdet/mmseg/mmpretrain config (in eval mode, no
-    weights), built in the config's default scope."""
-    from mmengine.config import Config
-    from mmengine.registry import MODELS, init_default_scope
-    if not isinstance(cfg, Config):
-        cfg = Config.fromfile(cfg)
-    scope = cfg.get('default_scope', None)
-    if scope is not None:
-        init_default_scope(scope)
-    model = MODELS.build(cfg.model)
-    model.eval()
-    return model
+__all__ = ['export_target', 'export_onnx', 'verify_onnx', 'time_onnx']
 
 
 class _Outputs(nn.Module):

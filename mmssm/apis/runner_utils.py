@@ -233,6 +233,48 @@ def shutdown_distributed() -> None:
     gc.collect()
 
 
+def build_model(cfg):
+    """The model of an mmdet/mmseg/mmpretrain config (a path or a
+    ``Config``), built in the config's default scope, in eval mode; no
+    checkpoint beyond what the config's ``init_cfg`` loads when the caller
+    runs ``init_weights``."""
+    from mmengine.registry import MODELS, init_default_scope
+    if not isinstance(cfg, Config):
+        cfg = Config.fromfile(cfg)
+    scope = cfg.get('default_scope', None)
+    if scope is not None:
+        init_default_scope(scope)
+    model = MODELS.build(cfg.model)
+    model.eval()
+    return model
+
+
+def add_common_args(parser) -> None:
+    """The arguments ``tools/train.py`` and ``tools/test.py`` share (after
+    their own): ``--data-root``, ``--cfg-options``, ``--launcher`` and
+    ``--local-rank``. Read back by :func:`apply_common_args`; call
+    :func:`export_local_rank` after parsing."""
+    from mmengine.config import DictAction
+    parser.add_argument(
+        '--data-root', metavar='DIR',
+        help='read the data from DIR: replaces the config\'s data_root as '
+        'the prefix of every dataloader\'s data_root (train/val/test) and '
+        'of the evaluators\' ann_file (applied after --cfg-options)')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config settings, key=value (xxx=[a,b] for lists)')
+    parser.add_argument(
+        '--launcher', choices=['none', 'pytorch', 'slurm'], default='none',
+        help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def export_local_rank(args) -> None:
+    """``LOCAL_RANK`` from ``--local-rank`` unless the launcher set it."""
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+
+
 def apply_common_args(cfg: Config, args) -> Config:
     """Apply ``--work-dir``, ``--cfg-options`` and ``--launcher``.
 

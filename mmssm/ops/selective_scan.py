@@ -60,7 +60,9 @@ would synchronise the device on every call, so they run only when the
 environment variable ``MMSSM_SCAN_DEBUG=1`` is set. Named orders are built and
 checked once on the CPU and cached per (orders, L, D, grid, device).
 """
+import contextlib
 import os
+import warnings
 from typing import Optional, Tuple
 
 import torch
@@ -210,6 +212,32 @@ def _check_finite_activations(**tensors) -> None:
                 f'({DEBUG_ENV}=1 check)')
 
 
+def _tracer_warnings_off():
+    """Under ``torch.jit.trace`` (mmengine's FLOP counter) the checks and the
+    order resolution read sizes and values as Python numbers, which torch
+    reports as TracerWarnings: the trace is meant for these shapes
+    only, so they are silenced there (and only there)."""
+    if not torch.jit.is_tracing():
+        return contextlib.nullcontext()
+    ctx = warnings.catch_warnings()
+    ctx.__enter__()
+    warnings.simplefilter('ignore', torch.jit.TracerWarning)
+    return _Exit(ctx)
+
+
+class _Exit:
+    """A context manager that leaves an entered ``catch_warnings``."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return self.ctx.__exit__(*exc)
+
+
 def _triton_available() -> bool:
     try:
         import triton  # noqa: F401
@@ -256,9 +284,10 @@ def selective_scan_ref(u: Tensor,
     every state for autograd (memory ``O(B * D * L * N)``) and is meant for
     tests, benchmarks and debugging, not for training.
     """
-    groups = _check_inputs(u, delta, A, B, C, D, z, delta_bias)
-    del groups
-    perm = resolve_scan_order(order, u.shape[-1], u.shape[1], grid, u.device)
+    with _tracer_warnings_off():
+        _check_inputs(u, delta, A, B, C, D, z, delta_bias)
+        perm = resolve_scan_order(order, u.shape[-1], u.shape[1], grid,
+                                  u.device)
     return scan_ref(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
                     return_last_state, perm)
 
@@ -337,13 +366,15 @@ def selective_scan(u: Tensor,
             tensors only with ``MMSSM_SCAN_DEBUG=1`` (the check reads values,
             i.e. synchronises the device).
     """
-    _check_inputs(u, delta, A, B, C, D, z, delta_bias)
     if split_l is not None and (isinstance(split_l, bool)
                                 or not isinstance(split_l, int)
                                 or split_l < 1):
         raise ValueError('selective_scan: split_l must be None or an int >= '
                          f'1, got {split_l!r}')
-    perm = resolve_scan_order(order, u.shape[-1], u.shape[1], grid, u.device)
+    with _tracer_warnings_off():
+        _check_inputs(u, delta, A, B, C, D, z, delta_bias)
+        perm = resolve_scan_order(order, u.shape[-1], u.shape[1], grid,
+                                  u.device)
     impl = _resolve_impl(impl, u)
     args = (u, delta, A, B, C, D, z, delta_bias, bool(delta_softplus),
             bool(return_last_state), perm)

@@ -60,7 +60,7 @@ def test_backbone_onnx_equals_pytorch(build, tmp_path):
 def test_cli_classifier_with_checkpoint(tmp_path):
     cfg = osp.join(REPO, 'configs', 'mambaout',
                    'mambaout-femto_32xb128_in1k.py')
-    from mmssm.apis.onnx_export import build_model
+    from mmssm.apis import build_model
     torch.manual_seed(1)
     model = build_model(cfg)
     ckpt = tmp_path / 'cls.pth'

@@ -56,6 +56,7 @@ from mmengine.analysis.jit_handles import get_shape  # noqa: E402
 from mmengine.config import Config  # noqa: E402
 
 import mmssm  # noqa: E402,F401
+from mmssm.apis import build_model  # noqa: E402,F401
 
 __all__ = [
     'scan_flop_jit', 'roi_align_flop_jit', 'CUSTOM_OP_HANDLES',
@@ -145,19 +146,6 @@ def _register_scan_functions() -> None:
                     and 'scan' in name.lower()):
                 CUSTOM_OP_HANDLES.setdefault(f'prim::PythonOp.{name}',
                                              scan_flop_jit)
-
-
-def build_model(cfg: Union[str, Config]) -> nn.Module:
-    """Build the model of an mmdet/mmseg/mmpretrain config (no weights)."""
-    from mmengine.registry import MODELS, init_default_scope
-    if not isinstance(cfg, Config):
-        cfg = Config.fromfile(cfg)
-    scope = cfg.get('default_scope', None)
-    if scope is not None:
-        init_default_scope(scope)
-    model = MODELS.build(cfg.model)
-    model.eval()
-    return model
 
 
 def _task_of(model: nn.Module) -> str:

@@ -55,9 +55,9 @@ def main(argv=None):
     args = parse_args(argv)
     from mmengine.config import Config, DictAction
 
-    from mmssm.apis.onnx_export import (build_model, export_onnx,
-                                        export_target, time_onnx,
-                                        verify_onnx)
+    from mmssm.apis import build_model
+    from mmssm.apis.onnx_export import (export_onnx, export_target,
+                                        time_onnx, verify_onnx)
     if not osp.isfile(args.config):
         raise SystemExit(f'config not found: {args.config}')
     try:

@@ -31,6 +31,7 @@ produces non-finite gradients by design and its scaler skips those steps
 itself; the loss terms are still checked. With gradient accumulation the
 gradients are checked at the iterations that step.
 """
+import functools
 import math
 import os.path as osp
 from typing import Dict, List, Optional
@@ -101,6 +102,10 @@ class NonFiniteGuardHook(Hook):
         original = wrapper.step
         hook = self
 
+        # functools.wraps keeps what mmengine's param schedulers put on
+        # the step they wrapped (``_with_counter``): without it they warn
+        # that ``optimizer.step()`` has been overridden
+        @functools.wraps(original)
         def guarded_step(*args, **kwargs):
             hook._grads_checked = True
             bad = hook._first_non_finite_grad(named)
