@@ -30,8 +30,7 @@ into each channel's order, scattered back at the end), so every order of
 import torch
 import torch.nn.functional as F
 
-from .scan_common import compute_dtype
-from .scan_order import channel_index
+from .scan_common import scan_epilogue, scan_prologue, visiting_order_inputs
 
 __all__ = ['scan_chunked', 'CHUNK']
 
@@ -61,29 +60,11 @@ def scan_chunked(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
     if chunk < 1 or chunk & (chunk - 1):
         raise ValueError(f'scan_chunked: chunk must be a power of two, got '
                          f'{chunk}')
-    dtype_in = u.dtype
     batch, dim, length = u.shape
     nstate = A.shape[1]
-    cdt = compute_dtype(dtype_in)
-    u_f = u.to(cdt)
-    dt = delta.to(cdt)
-    if delta_bias is not None:
-        dt = dt + delta_bias.to(cdt)[:, None]
-    if delta_softplus:
-        dt = F.softplus(dt)
-    Bd, Cd = (x.to(cdt) if x.dim() == 4 else x.to(cdt)[:, None]
-              for x in (B, C))
-    Bd = Bd.repeat_interleave(dim // Bd.shape[1], dim=1)
-    Cd = Cd.repeat_interleave(dim // Cd.shape[1], dim=1)
-    u_v = u_f
-    if perm is not None:
-        index = channel_index(perm.to(u.device), dim).expand(
-            batch, dim, length)
-        u_v = u_f.gather(-1, index)
-        dt = dt.gather(-1, index)
-        index4 = index[:, :, None].expand(batch, dim, nstate, length)
-        Bd = Bd.gather(-1, index4)
-        Cd = Cd.gather(-1, index4)
+    cdt, u_f, dt, B4, C4 = scan_prologue(u, delta, B, C, delta_bias,
+                                         delta_softplus)
+    u_v, dt, Bd, Cd, index = visiting_order_inputs(u_f, dt, B4, C4, perm)
     a = torch.exp(dt[:, :, None, :] * A.to(cdt)[None, :, :, None])
     b = (dt * u_v)[:, :, None, :] * Bd
     # 1. chunks of `size` tokens (identity padding at the end)
@@ -108,11 +89,7 @@ def scan_chunked(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
     h = h.reshape(batch, dim, nstate, nchunk * size)[..., :length]
     y = (h * Cd).sum(2)
     last = h[..., -1]
-    if perm is not None:
+    if index is not None:
         y = torch.zeros_like(y).scatter(-1, index, y)
-    if D is not None:
-        y = y + u_f * D.to(cdt)[:, None]
-    if z is not None:
-        y = y * F.silu(z.to(cdt))
-    y = y.to(dtype_in)
+    y = scan_epilogue(y, u_f, D, z, u.dtype)
     return (y, last) if return_last_state else y

@@ -26,7 +26,8 @@ from torch import Tensor
 __all__ = [
     'DEBUG_ENV', 'debug_enabled', 'is_scripting', 'value_checks_enabled',
     'compute_dtype', 'run_scan_function', 'prepare_scan_inputs',
-    'fill_grad_outputs', 'set_compile_core'
+    'fill_grad_outputs', 'set_compile_core', 'scan_prologue',
+    'scan_epilogue', 'visiting_order_inputs', 'channel_index'
 ]
 
 #: Environment variable that turns on the value checks of non-CPU tensors
@@ -80,6 +81,64 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+def scan_prologue(u, delta, B, C, delta_bias, delta_softplus):
+    """The elementwise start every implementation shares: the compute dtype
+    (float32; float64 for float64 inputs), ``u`` and ``dt = softplus(delta +
+    delta_bias)`` in it, and ``B``/``C`` as ``(B, G, N, L)`` in it.
+
+    Returns:
+        tuple: ``(cdt, u_c, dt, B4, C4)``.
+    """
+    cdt = compute_dtype(u.dtype)
+    u_c = u.to(cdt)
+    dt = delta.to(cdt)
+    if delta_bias is not None:
+        dt = dt + delta_bias.to(cdt)[:, None]
+    if delta_softplus:
+        dt = F.softplus(dt)
+    B4 = (B if B.dim() == 4 else B[:, None]).to(cdt)
+    C4 = (C if C.dim() == 4 else C[:, None]).to(cdt)
+    return cdt, u_c, dt, B4, C4
+
+
+def channel_index(perm: Tensor, dim: int) -> Tensor:
+    """Expand ``(K, L)`` chunk orders to one order per channel ``(D, L)``."""
+    return perm.repeat_interleave(dim // perm.shape[0], dim=0)
+
+
+def visiting_order_inputs(u_c, dt, B4, C4, perm):
+    """For the torch implementations (reference, chunked): ``B``/``C`` per
+    channel ``(B, D, N, L)`` and ``u``, ``dt``, ``B``, ``C`` gathered into the
+    order each channel visits the tokens.
+
+    Returns:
+        tuple: ``(u_v, dt_v, Bd, Cd, index)``; ``index`` ``(B, D, L)`` (None
+        without ``perm``) puts a visiting-order output back in token order
+        with ``y.scatter(-1, index, y_v)``.
+    """
+    batch, dim, length = u_c.shape
+    Bd = B4.repeat_interleave(dim // B4.shape[1], dim=1)
+    Cd = C4.repeat_interleave(dim // C4.shape[1], dim=1)
+    if perm is None:
+        return u_c, dt, Bd, Cd, None
+    index = channel_index(perm.to(u_c.device), dim).expand(
+        batch, dim, length)
+    index4 = index[:, :, None].expand(batch, dim, Bd.shape[2], length)
+    return (u_c.gather(-1, index), dt.gather(-1, index), Bd.gather(-1, index4),
+            Cd.gather(-1, index4), index)
+
+
+def scan_epilogue(y, u_c, D, z, dtype):
+    """The elementwise end every implementation shares: ``+ D * u``,
+    ``* silu(z)``, back to the input dtype."""
+    cdt = u_c.dtype
+    if D is not None:
+        y = y + u_c * D.to(cdt)[:, None]
+    if z is not None:
+        y = y * F.silu(z.to(cdt))
+    return y.to(dtype)
+
+
 _COMPILE_CORE = []
 
 
@@ -122,29 +181,17 @@ def run_scan_function(function,
             which :mod:`mmssm.ops.scan_custom_op` calls ``function`` while
             compiling or exporting (None: always the Function itself).
     """
-    dtype_in = u.dtype
-    cdt = compute_dtype(dtype_in)
     if perm is None:
         perm = torch.arange(u.shape[-1], device=u.device)[None]
-    u_c = u.to(cdt)
-    dt = delta.to(cdt)
-    if delta_bias is not None:
-        dt = dt + delta_bias.to(cdt)[:, None]
-    if delta_softplus:
-        dt = F.softplus(dt)
-    B4 = (B if B.dim() == 4 else B[:, None]).to(cdt)
-    C4 = (C if C.dim() == 4 else C[:, None]).to(cdt)
+    cdt, u_c, dt, B4, C4 = scan_prologue(u, delta, B, C, delta_bias,
+                                         delta_softplus)
     if backend and _COMPILE_CORE and torch.compiler.is_compiling():
         # torch.compile / torch.export: one opaque custom op per scan
         y, last = _COMPILE_CORE[0](backend, extra, u_c, dt, A.to(cdt), B4,
                                    C4, perm)
     else:
         y, last = function.apply(u_c, dt, A.to(cdt), B4, C4, perm, *extra)
-    if D is not None:
-        y = y + u_c * D.to(cdt)[:, None]
-    if z is not None:
-        y = y * F.silu(z.to(cdt))
-    y = y.to(dtype_in)
+    y = scan_epilogue(y, u_c, D, z, u.dtype)
     return (y, last) if return_last_state else y
 
 

@@ -18,7 +18,7 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor
 
-from .scan_common import is_scripting, value_checks_enabled
+from .scan_common import channel_index, is_scripting, value_checks_enabled
 
 __all__ = ['SCAN_ORDERS', 'OrderType', 'resolve_scan_order', 'channel_index']
 
@@ -195,8 +195,3 @@ def _resolve_order(order, length, dim, grid, device):
     if device is not None:
         perm = perm.to(device)
     return perm.contiguous()
-
-
-def channel_index(perm: Tensor, dim: int) -> Tensor:
-    """Expand ``(K, L)`` chunk orders to one order per channel ``(D, L)``."""
-    return perm.repeat_interleave(dim // perm.shape[0], dim=0)

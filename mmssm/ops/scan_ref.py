@@ -5,13 +5,15 @@ inputs are checked and the order resolved: it gathers every channel's inputs
 into its visiting order once, runs a plain loop over the sequence with
 autograd, keeps every state (memory ``O(B * D * L * N)``) and scatters the
 output back to the original token order. Tests and benchmarks compare the
-fast paths against it. This module imports torch only.
+fast paths against it, so it deliberately shares no code with them (its
+prologue and epilogue are written out here, not taken from
+:mod:`mmssm.ops.scan_common`). This module imports torch only.
 """
 import torch
 import torch.nn.functional as F
 
 from .scan_common import compute_dtype
-from .scan_order import channel_index
+from .scan_order import channel_index  # the order index only
 
 __all__ = ['scan_ref']
 
