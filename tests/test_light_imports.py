@@ -11,19 +11,18 @@
   ``mmssm/cls`` imports a task package.
 """
 import ast
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
+
+from tiny_demo_configs import run_python
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _run(code: str) -> str:
-    proc = subprocess.run([sys.executable, '-c', textwrap.dedent(code)],
-                          cwd=REPO, capture_output=True, text=True,
-                          timeout=600)
-    out = proc.stdout + proc.stderr
+    """Run ``code`` (dedented) in a fresh interpreter in the repository;
+    asserts it succeeds and returns its stdout."""
+    proc, out = run_python(['-c', textwrap.dedent(code)], REPO, timeout=600)
     assert proc.returncode == 0, out
     return proc.stdout
 

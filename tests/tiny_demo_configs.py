@@ -2,8 +2,9 @@
 MambaOut demo configs (``det_cfg``, ``seg_cfg``: the demo's heads and data
 pipeline, a 4-stage MambaOut of 16-48 channels, a constant learning rate and a
 fixed seed), running the tools in subprocesses (``run_python``,
-``run_tool``, ``run_train``), loading a tool module (``load_tool``) and
-building a demo model (``build_model``)."""
+``run_tool``, ``run_train``), loading a tool module (``load_tool``),
+building a demo model (``build_model``) and giving a module random parameters
+(``randomize_params``)."""
 import importlib.util
 import os
 import os.path as osp
@@ -176,3 +177,21 @@ def build_model(cfg_path, scope):
         raise ValueError(f"build_model: scope {scope!r}, expected 'mmdet' or "
                          "'mmseg'")
     return MODELS.build(Config.fromfile(str(cfg_path)).model)
+
+
+def randomize_params(module, seed, scale=0.2, add=False):
+    """Give every parameter of ``module`` random values, drawn (in
+    ``module.parameters()`` order) from ``scale * N(0, 1)`` with a generator
+    of its own seeded with ``seed``: they replace the values, or with
+    ``add=True`` are added to them (keeping e.g. an SSM's ``A_log`` layout).
+    Returns ``module``."""
+    import torch
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            noise = torch.randn(p.shape, generator=gen) * scale
+            if add:
+                p.add_(noise.to(p))
+            else:
+                p.copy_(noise)
+    return module

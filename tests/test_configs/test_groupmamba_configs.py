@@ -7,6 +7,7 @@ from mmengine.optim import build_optim_wrapper
 import mmssm  # noqa: F401
 from config_helpers import build_model, config_paths, load  # noqa: I
 from config_helpers import num_params as _count
+from config_helpers import train_steps
 
 CONFIGS = config_paths('groupmamba')
 
@@ -89,20 +90,6 @@ def test_classification_config_builds_student_of_paper_size():
     assert abs(_count(model) - 23e6) / 23e6 < 0.03, _count(model)  # 23.4 M
 
 
-def _train_steps(model, data, steps):
-    optim = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    losses = []
-    model.train()
-    for _ in range(steps):
-        batch = model.data_preprocessor(data, training=True)
-        loss, _ = model.parse_losses(model(**batch, mode='loss'))
-        optim.zero_grad()
-        loss.backward()
-        optim.step()
-        losses.append(loss.item())
-    return losses
-
-
 def test_demo_detector_learns_a_fixed_batch():
     name = 'mask-rcnn_groupmamba-demo_fpn_demo_coco-shapes.py'
     from mmdet.testing import demo_mm_inputs
@@ -112,9 +99,11 @@ def test_demo_detector_learns_a_fixed_batch():
     data = demo_mm_inputs(
         batch_size=2, image_shapes=[(3, 64, 64)] * 2, num_items=[3, 3],
         num_classes=5, with_mask=True)
-    losses = _train_steps(model, data, 5)
+    losses = train_steps(model, data, 5)
     assert all(torch.isfinite(torch.tensor(losses)))
-    assert losses[-1] < losses[0], losses
+    # the loss falls by 66 % after these 5 steps (seed 0: 5.81 -> 1.98;
+    # seeds 1 and 2: 52 % and 25 %, 2026-12-04); a fall of 15 % is required
+    assert losses[-1] < 0.85 * losses[0], losses
 
 
 def test_demo_segmentor_learns_a_fixed_batch():
@@ -134,5 +123,5 @@ def test_demo_segmentor_learns_a_fixed_batch():
         sample.set_metainfo(dict(img_shape=(64, 64), ori_shape=(64, 64),
                                  pad_shape=(64, 64)))
         samples.append(sample)
-    losses = _train_steps(model, dict(inputs=inputs, data_samples=samples), 6)
+    losses = train_steps(model, dict(inputs=inputs, data_samples=samples), 6)
     assert losses[-1] < 0.8 * losses[0], losses

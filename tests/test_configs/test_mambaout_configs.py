@@ -11,7 +11,6 @@ import mmssm  # noqa: F401
 from config_helpers import CONFIG_DIR, build_model, num_params  # noqa: I
 
 CFG_DIR = osp.join(CONFIG_DIR, 'mambaout')
-_build = build_model
 
 
 def _params(model):
@@ -36,14 +35,14 @@ def test_every_config_has_one_custom_imports():
 def test_imagenet_classifier_params_match_paper(arch, paper):
     cfg = Config.fromfile(osp.join(CFG_DIR, f'mambaout-{arch}_32xb128_in1k.py'))
     assert cfg.optim_wrapper.optimizer.lr == 4e-3
-    model = _build(cfg)
+    model = build_model(cfg)
     assert abs(_params(model) - paper) / paper < 0.01
 
 
 def test_imagenet_classifier_forward_loss():
     cfg = Config.fromfile(osp.join(CFG_DIR, 'mambaout-femto_32xb128_in1k.py'))
     cfg.model.train_cfg = None
-    model = _build(cfg)
+    model = build_model(cfg)
     from mmpretrain.structures import DataSample
     x = torch.randn(2, 3, 64, 64)
     samples = [DataSample().set_gt_label(i) for i in (3, 7)]
@@ -60,7 +59,7 @@ def test_imagenet_classifier_forward_loss():
 def test_dense_model_params_match_paper(name, paper):
     cfg = Config.fromfile(osp.join(CFG_DIR, name))
     assert cfg.model.backbone.init_cfg.checkpoint.startswith('checkpoints/')
-    model = _build(cfg)
+    model = build_model(cfg)
     # the paper rounds to whole millions
     assert abs(_params(model) - paper) < 0.5
 
@@ -127,7 +126,7 @@ def test_demo_detector_strides_match_its_pyramid():
             roi_head.mask_roi_extractor.out_channels ==
             roi_head.mask_head.in_channels == det.model.rpn_head.in_channels
             == det.model.neck.out_channels)
-    model = _build(det).eval()
+    model = build_model(det).eval()
     with torch.no_grad():
         feats = model.extract_feat(torch.zeros(1, 3, 256, 256))
     assert len(feats) == len(strides) == det.model.neck.num_outs

@@ -11,6 +11,7 @@ from mmengine.optim import build_optim_wrapper
 import mmssm  # noqa: F401
 from config_helpers import build_model, config_paths, load  # noqa: I
 from config_helpers import num_params as _count
+from config_helpers import train_steps
 from mmssm.engine.hooks import SLWSHook
 
 CONFIGS = config_paths('vim')
@@ -18,11 +19,6 @@ CONFIGS = config_paths('vim')
 
 def _cfg(name):
     return load('vim', name)
-
-
-def _build(cfg, scope):
-    assert cfg.default_scope == scope
-    return build_model(cfg)
 
 
 def _scope(path):
@@ -82,7 +78,7 @@ def test_recipes():
 
 @pytest.mark.parametrize('path', CONFIGS, ids=osp.basename)
 def test_every_config_builds(path):
-    model = _build(Config.fromfile(path), _scope(path))
+    model = build_model(Config.fromfile(path), _scope(path))
     assert type(model.backbone).__name__ == 'Vim'
     n = _count(model)
     name = osp.basename(path)
@@ -110,29 +106,11 @@ def test_every_config_builds(path):
             optim.optimizer.defaults['lr'] * rate**depth)
 
 
-def _train_steps(model, data, steps, hook):
-    optim = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    losses = []
-    model.train()
-    hook.attach(model)
-    for it in range(steps):
-        hook.draw(it)
-        batch = model.data_preprocessor(data, training=True)
-        loss, _ = model.parse_losses(model(**batch, mode='loss'))
-        optim.zero_grad()
-        loss.backward()
-        optim.step()
-        hook.clear()
-        losses.append(loss.item())
-    hook.detach()
-    return losses
-
-
 def test_taps_fpn_demo_pyramid():
     """The taps-FPN demo chains its necks (an nn.Sequential): layers 1, 3, 4
     and 5 of the stride-8 Vim become five 128-channel maps at strides 4-64."""
     torch.manual_seed(0)
-    model = _build(
+    model = build_model(
         _cfg('cascade-mask-rcnn_vim-demo_taps-fpn_demo_coco-shapes.py'),
         'mmdet')
     assert [type(m).__name__ for m in model.neck] == [
@@ -152,16 +130,20 @@ def test_taps_fpn_demo_pyramid():
 def test_demo_detector_learns_a_fixed_batch_with_slws(name):
     from mmdet.testing import demo_mm_inputs
     torch.manual_seed(0)
-    model = _build(_cfg(name), 'mmdet')
+    model = build_model(_cfg(name), 'mmdet')
     model.init_weights()
     data = demo_mm_inputs(
         batch_size=2, image_shapes=[(3, 64, 64)] * 2, num_items=[3, 3],
         num_classes=5, with_mask=True)
     hook = SLWSHook(prob=1.0, seed=0)
-    losses = _train_steps(model, data, 5, hook)
+    losses = train_steps(model, data, 5, hook)
     assert hook.fire_counts.sum() > 0  # shuffles happened in training
     assert all(torch.isfinite(torch.tensor(losses)))
-    assert losses[-1] < losses[0], losses
+    # the loss falls by 36 % (simple FPN, seed 0: 5.71 -> 3.65; seeds 1
+    # and 2: 32 % and 30 %) and by 39 % (taps FPN, seed 0: 5.44 -> 3.35;
+    # seeds 1 and 2: 46 % and 45 %) after these 5 steps (2026-12-04); a fall
+    # of 15 % is required
+    assert losses[-1] < 0.85 * losses[0], losses
 
 
 def test_demo_segmentor_learns_a_fixed_batch_with_slws():
@@ -170,7 +152,7 @@ def test_demo_segmentor_learns_a_fixed_batch_with_slws():
     torch.manual_seed(0)
     cfg = _cfg('upernet_vim-demo_plain-taps_demo_ade-shapes.py')
     cfg.model.data_preprocessor.size = (64, 64)
-    model = _build(cfg, 'mmseg')
+    model = build_model(cfg, 'mmseg')
     model.init_weights()
     inputs, samples = [], []
     for _ in range(2):
@@ -182,6 +164,6 @@ def test_demo_segmentor_learns_a_fixed_batch_with_slws():
                                  pad_shape=(64, 64)))
         samples.append(sample)
     hook = SLWSHook(prob=0.5, seed=0)
-    losses = _train_steps(model, dict(inputs=inputs, data_samples=samples), 6,
-                          hook)
+    losses = train_steps(model, dict(inputs=inputs, data_samples=samples), 6,
+                         hook)
     assert losses[-1] < 0.8 * losses[0], losses

@@ -1,7 +1,5 @@
 """The stack traps of issue 2, each proven to exist and to be fixed."""
 import argparse
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -9,11 +7,13 @@ import pytest
 import torch
 
 import mmssm  # noqa: F401  (applies the fixes)
+from tiny_demo_configs import ROOT, run_python  # noqa: I
 
 
 def _run(code):
-    return subprocess.run([sys.executable, '-c', textwrap.dedent(code)],
-                          capture_output=True, text=True, timeout=300)
+    """Run ``code`` (dedented) in a fresh interpreter in the repository;
+    returns the completed process."""
+    return run_python(['-c', textwrap.dedent(code)], ROOT, timeout=300)[0]
 
 
 def test_import_mmssm_does_not_import_mmdet_or_mmseg():

@@ -25,6 +25,7 @@ from mmssm.models.backbones.mambaout import (GatedCNNBlock, MambaOut,
                                              convert_mambaout,
                                              mambaout_checkpoint_layout)
 from mmssm.registry import MODELS as MMSSM_MODELS
+from tiny_demo_configs import randomize_params  # noqa: I
 
 TINY = dict(depths=[1, 1, 2, 1], dims=[8, 16, 24, 32])
 CONVERTER = 'tools/model_converters/mambaout2mmssm.py'
@@ -32,11 +33,7 @@ CONVERTER = 'tools/model_converters/mambaout2mmssm.py'
 
 def _randomize(module, seed=0):
     """Give every parameter random values (LN weights away from 1)."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * 0.2)
-    return module
+    return randomize_params(module, seed)
 
 
 def _tiny(seed=0, **kwargs):

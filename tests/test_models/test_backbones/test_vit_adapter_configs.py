@@ -1,19 +1,18 @@
 """configs/vim_adapter: they load, follow the reference recipes, build
 models whose adapter and heads match ViT-Adapter's published sizes, and the
 CPU demo detector (Vim-Reg + adapter) learns a fixed batch."""
-import glob
-import os.path as osp
-
 import pytest
 import torch
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 
 import mmssm  # noqa: F401
+# tests/ is on sys.path (tests/conftest.py); the config tests' helpers
+from test_configs.config_helpers import (build_model, config_paths,  # noqa: I
+                                         load, train_steps)
+from test_configs.config_helpers import num_params as _count
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.dirname(__file__))))
-CFG_DIR = osp.join(REPO, 'configs', 'vim_adapter')
-CONFIGS = sorted(glob.glob(osp.join(CFG_DIR, '*.py')))
+CONFIGS = config_paths('vim_adapter')
 
 # Backbones without classifier head, for comparing with ViT-Adapter's
 # published totals (czczup/ViT-Adapter detection/ and segmentation/ READMEs:
@@ -22,23 +21,7 @@ DEIT_S, DEIT_B = 21.67e6, 85.80e6
 
 
 def _cfg(name):
-    return Config.fromfile(osp.join(CFG_DIR, name))
-
-
-def _count(module):
-    return sum(p.numel() for p in module.parameters())
-
-
-def _build(cfg, scope):
-    if scope == 'mmdet':
-        from mmdet.registry import MODELS
-        from mmdet.utils import register_all_modules
-    else:
-        from mmseg.registry import MODELS
-        from mmseg.utils import register_all_modules
-    register_all_modules(init_default_scope=True)
-    cfg.model.backbone.backbone.init_cfg = None
-    return MODELS.build(cfg.model)
+    return load('vim_adapter', name)
 
 
 def test_every_config_loads_with_one_custom_imports():
@@ -90,7 +73,7 @@ def test_recipes():
     ('mask-rcnn_vim-reg-base-adapter_fpn_1x_coco.py', 'mmdet', DEIT_B, 120e6),
 ])
 def test_adapter_and_heads_match_vit_adapter(name, scope, deit, published):
-    model = _build(_cfg(name), scope)
+    model = build_model(_cfg(name), scope)
     vim = _count(model.backbone.backbone)
     # swapping the Vim-Reg backbone for DeiT gives ViT-Adapter's total
     assert abs(_count(model) - vim + deit - published) / published < 0.01
@@ -99,7 +82,7 @@ def test_adapter_and_heads_match_vit_adapter(name, scope, deit, published):
 
 def test_layer_decay_groups_of_the_detector():
     cfg = _cfg('mask-rcnn_vim-reg-small-adapter_fpn_1x_coco.py')
-    model = _build(cfg, 'mmdet')
+    model = build_model(cfg, 'mmdet')
     optim = build_optim_wrapper(model, cfg.optim_wrapper)
     scales = {}
     for group in optim.optimizer.param_groups:
@@ -114,24 +97,10 @@ def test_layer_decay_groups_of_the_detector():
         0.9, 0.05)
 
 
-def _train_steps(model, data, steps):
-    optim = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    losses = []
-    model.train()
-    for _ in range(steps):
-        batch = model.data_preprocessor(data, training=True)
-        loss, _ = model.parse_losses(model(**batch, mode='loss'))
-        optim.zero_grad()
-        loss.backward()
-        optim.step()
-        losses.append(loss.item())
-    return losses
-
-
 def test_demo_detector_learns_a_fixed_batch():
     from mmdet.testing import demo_mm_inputs
     torch.manual_seed(0)
-    model = _build(
+    model = build_model(
         _cfg('mask-rcnn_vim-reg-adapter-demo_fpn_demo_coco-shapes.py'),
         'mmdet')
     model.init_weights()
@@ -139,14 +108,16 @@ def test_demo_detector_learns_a_fixed_batch():
     data = demo_mm_inputs(
         batch_size=2, image_shapes=[(3, 64, 64)] * 2, num_items=[3, 3],
         num_classes=5, with_mask=True)
-    losses = _train_steps(model, data, 4)
+    losses = train_steps(model, data, 4)
     assert all(torch.isfinite(torch.tensor(losses))), losses
-    assert losses[-1] < losses[0], losses
+    # the loss falls by 34 % after these 4 steps (seed 0: 4.74 -> 3.13;
+    # seeds 1 and 2: 35 % and 55 %, 2026-12-04); a fall of 15 % is required
+    assert losses[-1] < 0.85 * losses[0], losses
 
 
 def test_demo_segmentor_builds_and_runs():
     cfg = _cfg('upernet_vim-reg-adapter-demo_demo_ade-shapes.py')
-    model = _build(cfg, 'mmseg').eval()
+    model = build_model(cfg, 'mmseg').eval()
     with torch.no_grad():
         logits = model(torch.randn(1, 3, 64, 64), mode='tensor')
     assert logits.shape == (1, 7, 16, 16)  # 7 classes at stride 4

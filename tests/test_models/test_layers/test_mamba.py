@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from mmssm.models.layers.mamba import BiMambaMixer, MambaMixer, causal_conv1d
 from mmssm.ops import selective_scan_ref
+from tiny_demo_configs import randomize_params  # noqa: I
 
 
 def _naive_branch(m, xz, suffix):
@@ -45,10 +46,8 @@ def naive_bimamba(m, hidden, divide_out=True):
 
 
 def _randomize(m):
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for p in m.parameters():
-            p.add_(torch.randn_like(p) * 0.2)
+    """Add ``0.2 * N(0, 1)`` noise (seed 1) to every parameter."""
+    randomize_params(m, seed=1, add=True)
 
 
 @pytest.mark.parametrize('length', [1, 3, 17])
