@@ -57,6 +57,8 @@ def selective_scan_triton(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
     channels per program and the tile length (tests use small tiles),
     ``split_l`` the number of splits per sequence (split-L mode; None chooses
     from the batch, the channels and the GPU's multiprocessors)."""
+    if z is not None and z.shape[1] != u.shape[1]:
+        z = z.repeat(1, u.shape[1] // z.shape[1], 1)
     return run_scan_function(SelectiveScanTritonFunction,
                              (block_d, block_l, split_l), u, delta, A, B, C,
                              D, z, delta_bias, delta_softplus,

@@ -157,9 +157,12 @@ def _check_inputs(u, delta, A, B, C, D, z, delta_bias) -> int:
                              f'({dim},), got {tuple(x.shape)}')
     if z is not None:
         _check_tensor('z', z, (3, ))
-        if z.shape != u.shape:
+        if (z.shape[0] != batch or z.shape[2] != length or z.shape[1] == 0
+                or dim % z.shape[1] != 0):
             raise ValueError('selective_scan: `z` must have the shape of `u` '
-                             f'(B, D, L) = {tuple(u.shape)}, got '
+                             f'(B, D, L) = {tuple(u.shape)}, or (B, D // R, '
+                             'L) for an R dividing D (shared by the R '
+                             'chunks of channels), got '
                              f'{tuple(z.shape)}')
     for name, x in (('delta', delta), ('A', A), ('B', B), ('C', C), ('D', D),
                     ('z', z), ('delta_bias', delta_bias)):
@@ -288,8 +291,17 @@ def selective_scan_ref(u: Tensor,
         _check_inputs(u, delta, A, B, C, D, z, delta_bias)
         perm = resolve_scan_order(order, u.shape[-1], u.shape[1], grid,
                                   u.device)
-    return scan_ref(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
-                    return_last_state, perm)
+    return scan_ref(u, delta, A, B, C, D, _full_gate(z, u.shape[1]),
+                    delta_bias, delta_softplus, return_last_state, perm)
+
+
+def _full_gate(z: Optional[Tensor], dim: int) -> Optional[Tensor]:
+    """A shared gate ``(B, D // R, L)`` repeated to ``(B, D, L)`` for the
+    implementations that take only the full gate (the Triton kernels read
+    the shared one directly)."""
+    if z is None or z.shape[1] == dim:
+        return z
+    return z.repeat(1, dim // z.shape[1], 1)
 
 
 def selective_scan(u: Tensor,
@@ -324,7 +336,11 @@ def selective_scan(u: Tensor,
         C (Tensor): Output projection, shaped like ``B``.
         D (Tensor, optional): Skip ``(D,)``: adds ``D * u``.
         z (Tensor, optional): Gate ``(B, D, L)``: the output is multiplied by
-            ``silu(z)``.
+            ``silu(z)``. It may also be ``(B, D // R, L)`` for an ``R``
+            dividing ``D``: channel ``d`` is then gated by
+            ``z[:, d % (D // R)]``, as if ``z.repeat(1, R, 1)`` were passed
+            (how a bidirectional mixer shares one gate between its
+            directions without copying it).
         delta_bias (Tensor, optional): ``(D,)`` added to ``delta``.
         delta_softplus (bool): Apply softplus to ``delta + delta_bias``.
         return_last_state (bool): Also return the float32 state ``(B, D, N)``
@@ -376,6 +392,8 @@ def selective_scan(u: Tensor,
         perm = resolve_scan_order(order, u.shape[-1], u.shape[1], grid,
                                   u.device)
     impl = _resolve_impl(impl, u)
+    if impl != 'triton':
+        z = _full_gate(z, u.shape[1])
     args = (u, delta, A, B, C, D, z, delta_bias, bool(delta_softplus),
             bool(return_last_state), perm)
     if impl == 'ref':
