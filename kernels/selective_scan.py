@@ -1,123 +1,168 @@
-"""Triton forward and backward kernels of the selective scan (Mamba S6).
+"""Fused Triton kernels of the selective scan (Mamba S6), forward and backward.
 
-Design after the mamba_ssm CUDA kernel (Gu & Dao, "Mamba: Linear-Time Sequence
-Modeling with Selective State Spaces", 2023): one program per (batch, block of
-``BLOCK_D`` channels) keeps the ``(BLOCK_D, N)`` state in registers and walks
-the sequence in tiles of ``BLOCK_L`` visited positions; inside a tile the linear
-recurrence ``h_t = a_t * h_{t-1} + b_t`` is a ``tl.associative_scan`` and the
-carry goes from tile to tile. Only the state at every tile boundary is saved
-(``(B, L / BLOCK_L, D, N)``); the backward recomputes the states of one tile
-from its boundary state and runs the reverse scan of ``dL/dh`` with the carry
-going backwards, so memory is ``O(B * D * L)``, never ``O(B * D * L * N)``.
+What one launch computes, per batch ``b``, channel ``d`` and state ``n``, with
+the tokens visited in the order of ``d``'s chunk (``t`` is the visiting
+position, ``tok(t)`` the token it reads and writes)::
 
-Scan orders are index loads: position ``t`` of channel ``d`` reads and writes
-token ``perm[d // (D // K), t]``; nothing is permuted in memory. ``delta_bias``,
-softplus, ``D`` and the ``z`` gate are elementwise and done around these
-kernels by the caller.
+    dt_t  = softplus(delta[tok] + delta_bias[d])        (SOFTPLUS, HAS_BIAS)
+    h_t   = exp(dt_t * A[d, n]) * h_{t-1} + dt_t * B[g(d), n, tok] * u[tok]
+    y     = sum_n C[g(d), n, tok] * h_t + D[d] * u[tok]  (HAS_D)
+    out[tok] = y * silu(z[d % DZ, tok])                  (HAS_Z)
 
-This module holds only the kernels and their launch helpers
-(:func:`scan_forward`, :func:`scan_backward`: allocate, pick the tiles and the
-splits, launch); it imports torch and triton and nothing of mmssm. The
-``autograd.Function`` that calls them and the public op are in
-:mod:`mmssm.ops.scan_triton` and :mod:`mmssm.ops.selective_scan`.
+so the work around the recurrence (bias and softplus, the ``D`` skip, the
+gate, a gate shared by ``D // DZ`` chunks of channels) is inside the kernels
+and every input is read once and ``out`` written once per pass, in the
+inputs' own dtype (fp16/bf16 stay 2 bytes in memory; every sum is fp32).
+``u``, ``delta``, ``z``, ``B`` and ``C`` are read through their strides, so
+transposed views (a ``(B, L, D)`` projection seen as ``(B, D, L)``) need no
+copy.
 
-Split-L mode, for the small-batch long-sequence regime (batch 2 at 1024x1024
-gives too few (batch, channel block) programs to fill a GPU): a third grid axis
-cuts the tiles of each sequence into ``S`` consecutive splits. The forward runs
-in three steps: (1) every split scans its tiles from a zero state and stores
-its end state and its decay ``exp(A * sum(dt))`` (the product of its ``a_t``);
-(2) a short loop over the splits composes these affine maps into the true state
-at the start of every split, ``h_{s+1} = decay_s * h_s + end_s``; (3) every
-split scans again from its true start state, writing ``y`` and the tile
-checkpoints. The backward does the same in reverse with ``dL/dh``, whose
-recurrence ``g_t = gy_t C_t + a_{t+1} g_{t+1}`` is linear in the carry too.
-Split mode costs about twice the arithmetic and gives ``S`` times the programs.
+Forward (:func:`_fwd_kernel`), after the design of mamba_ssm's CUDA kernel
+(one block per channel row, states in registers): one program per (batch,
+block of ``BLOCK_D`` channels, split of the sequence) keeps the
+``(BLOCK_D, N)`` state in registers and walks the visited positions one at a
+time; per position it loads ``BLOCK_D`` values of each activation and ``N``
+of ``B`` and ``C`` (shared by the block). Every ``CHUNK`` positions it saves
+the state (``(B, L / CHUNK, D, N)`` checkpoints, all the backward keeps).
 
-These kernels are tested on the CPU with ``TRITON_INTERPRET=1``; they have not
-been run on a GPU by their author (no GPU was available).
+Backward (:func:`_bwd_kernel`): one program per (batch, channel block,
+split) walks the chunks from the last to the first; per chunk it recomputes
+the states from the chunk's checkpoint with a ``tl.associative_scan`` over the
+``CHUNK`` positions, runs the reverse scan of ``dL/dh`` (``g_t = gy_t C_t +
+a_{t+1} g_{t+1}``) and writes ``du``, ``ddelta`` and ``dz`` once; ``dB``/
+``dC`` (shared by the channels of a group) are summed over the block first
+and added with one atomic per (token, state); ``dA``, ``dD`` and
+``d delta_bias`` are summed per program and reduced by the caller.
+
+Every channel block lies inside one order chunk and one B/C group (the
+launcher picks ``BLOCK_D`` as a power of two dividing both chunk sizes), so a
+block shares its token index and its ``B``/``C``. Orders: kind 0 visits the
+tokens forward, kind 1 in reverse (both computed, no index load), kind 2
+reads ``perm[order, t]``.
+
+Split-L mode (small batches of long sequences): the sequence of every
+program is cut into ``S`` consecutive splits of whole chunks. (1) every split
+scans from a zero state and stores its end state and decay ``exp(A *
+sum(dt))``; (2) a short loop composes them into the true start states; (3)
+every split scans again from its true start, writing the outputs. The
+backward does the same in reverse with ``dL/dh``.
+
+This module imports torch and triton and nothing of mmssm. It is tested on
+the CPU with ``TRITON_INTERPRET=1``.
 """
+import math
+
 import torch
 import triton
 import triton.language as tl
 
-__all__ = ['scan_forward', 'scan_backward']
+__all__ = ['fused_scan_forward', 'fused_scan_backward', 'plan_scan']
 
 
 @triton.jit
-def _linear_combine(a_left, b_left, a_right, b_right):
-    """Compose ``h -> a_left * h + b_left`` then ``h -> a_right * h + b_right``.
-    """
+def _softplus(x):
+    """``log1p(exp(x))`` (Kahan's accurate form), ``x`` above 20."""
+    e = tl.exp(x)
+    w = 1. + e
+    lp = tl.where(w == 1., e, tl.log(w) * (e / (w - 1.)))
+    return tl.where(x > 20., x, lp)
+
+
+@triton.jit
+def _sigmoid(x):
+    return 1. / (1. + tl.exp(-x))
+
+
+@triton.jit
+def _combine(a_left, b_left, a_right, b_right):
+    """Compose ``h -> a_left * h + b_left`` then ``h -> a_right * h +
+    b_right``."""
     return a_left * a_right, a_right * b_left + b_right
 
 
 @triton.jit
-def _tile_inputs(u_ptr, dt_ptr, b_ptr, c_ptr, perm_ptr, pos, offs_d, offs_n,
-                 mask_d, mask_n, order_id, group_id, bid, D, L,
-                 G: tl.constexpr, N: tl.constexpr):
-    """Load one tile: tokens, u, dt ``(BD, BL)``, B and C ``(BD, BL, NP)``."""
-    mask_dl = mask_d[:, None] & (pos[None, :] < L)
-    tok = tl.load(perm_ptr + order_id[:, None] * L + pos[None, :],
-                  mask=mask_dl, other=0)
-    row = (bid * D + offs_d[:, None]) * L
-    u = tl.load(u_ptr + row + tok, mask=mask_dl, other=0.).to(tl.float32)
-    dt = tl.load(dt_ptr + row + tok, mask=mask_dl, other=0.).to(tl.float32)
-    mask3 = mask_dl[:, :, None] & mask_n[None, None, :]
-    bc = (((bid * G + group_id[:, None, None]) * N + offs_n[None, None, :]) *
-          L + tok[:, :, None])
-    bv = tl.load(b_ptr + bc, mask=mask3, other=0.).to(tl.float32)
-    cv = tl.load(c_ptr + bc, mask=mask3, other=0.).to(tl.float32)
-    return tok, mask_dl, u, dt, bv, cv
+def _token(perm_ptr, kind, order_id, t, L):
+    """Token visited at position ``t`` (scalar or tensor of positions)."""
+    if kind == 0:
+        tok = t
+    elif kind == 1:
+        tok = L - 1 - t
+    else:
+        tok = tl.load(perm_ptr + order_id * L + t, mask=t < L, other=0)
+    return tok
 
 
 @triton.jit
-def _scan_fwd_kernel(u_ptr, dt_ptr, a_ptr, b_ptr, c_ptr, perm_ptr, h0_ptr,
-                     y_ptr, ckpt_ptr, end_ptr, decay_ptr, D, L, NT, TPS, NS,
-                     CH_PER_ORDER, CH_PER_GROUP, G: tl.constexpr,
-                     N: tl.constexpr, NP: tl.constexpr, BLOCK_D: tl.constexpr,
-                     BLOCK_L: tl.constexpr, WRITE_Y: tl.constexpr):
-    """Scan tiles ``[s * TPS, (s + 1) * TPS)`` from the state ``h0[b, s]``.
+def _fwd_kernel(u_ptr, dl_ptr, z_ptr, a_ptr, b_ptr, c_ptr, dsk_ptr, bias_ptr,
+                perm_ptr, kind_ptr, h0_ptr, out_ptr, ckpt_ptr, end_ptr,
+                decay_ptr, D, L, DZ, su_b, su_d, su_l, sd_b, sd_d, sd_l, sz_b,
+                sz_d, sz_l, sb_b, sb_g, sb_n, sb_l, sc_b, sc_g, sc_n, sc_l,
+                NT, CPS, NS, CH_PER_ORDER, CH_PER_GROUP, N: tl.constexpr,
+                NP: tl.constexpr, BLOCK_D: tl.constexpr,
+                CHUNK: tl.constexpr, SOFTPLUS: tl.constexpr,
+                HAS_BIAS: tl.constexpr, HAS_D: tl.constexpr,
+                HAS_Z: tl.constexpr, WRITE_Y: tl.constexpr):
+    """Scan chunks ``[s * CPS, (s + 1) * CPS)`` from the state ``h0[b, s]``.
 
-    ``WRITE_Y``: store ``y`` and the tile checkpoints; otherwise store only the
+    ``WRITE_Y``: write ``out`` and the chunk checkpoints; otherwise only the
     end state and the decay of the split (step 1 of split mode).
     """
-    bid = tl.program_id(0)
+    bid = tl.program_id(0).to(tl.int64)
+    d0 = tl.program_id(1) * BLOCK_D
     split = tl.program_id(2)
-    offs_d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
+    offs_d = d0 + tl.arange(0, BLOCK_D)
     offs_n = tl.arange(0, NP)
-    offs_l = tl.arange(0, BLOCK_L)
-    mask_d = offs_d < D
     mask_n = offs_n < N
-    mask_dn = mask_d[:, None] & mask_n[None, :]
-    order_id = offs_d // CH_PER_ORDER
-    group_id = offs_d // CH_PER_GROUP
+    mask_dn = (offs_d[:, None] < D) & mask_n[None, :]
+    order_id = d0 // CH_PER_ORDER
+    group_id = d0 // CH_PER_GROUP
+    kind = tl.load(kind_ptr + order_id)
     a_mat = tl.load(a_ptr + offs_d[:, None] * N + offs_n[None, :],
                     mask=mask_dn, other=0.).to(tl.float32)
     state = ((bid * NS + split) * D + offs_d[:, None]) * N + offs_n[None, :]
     h = tl.load(h0_ptr + state, mask=mask_dn, other=0.)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + offs_d).to(tl.float32)
+    if HAS_D:
+        dsk = tl.load(dsk_ptr + offs_d).to(tl.float32)
+    u_row = u_ptr + bid * su_b + offs_d * su_d
+    dl_row = dl_ptr + bid * sd_b + offs_d * sd_d
+    z_row = z_ptr + bid * sz_b + (offs_d % DZ) * sz_d
+    out_row = out_ptr + (bid * D + offs_d) * L
+    b_row = b_ptr + bid * sb_b + group_id * sb_g + offs_n * sb_n
+    c_row = c_ptr + bid * sc_b + group_id * sc_g + offs_n * sc_n
     dt_sum = tl.zeros((BLOCK_D, ), dtype=tl.float32)
-    c_begin = split * TPS
-    c_end = tl.minimum(c_begin + TPS, NT)
+    c_begin = split * CPS
+    c_end = tl.minimum(c_begin + CPS, NT)
     for c in range(c_begin, c_end):
         if WRITE_Y:
             tl.store(ckpt_ptr + ((bid * NT + c) * D + offs_d[:, None]) * N +
                      offs_n[None, :], h, mask=mask_dn)
-        pos = c * BLOCK_L + offs_l
-        tok, mask_dl, u, dt, bv, cv = _tile_inputs(
-            u_ptr, dt_ptr, b_ptr, c_ptr, perm_ptr, pos, offs_d, offs_n, mask_d,
-            mask_n, order_id, group_id, bid, D, L, G, N)
-        # Masked positions have dt = 0: a = 1, b = 0, the state passes.
-        a = tl.exp(dt[:, :, None] * a_mat[:, None, :])
-        bx = (dt * u)[:, :, None] * bv
-        a_cum, h_loc = tl.associative_scan((a, bx), 1, _linear_combine)
-        h_all = a_cum * h[:, None, :] + h_loc
-        if WRITE_Y:
-            y = tl.sum(h_all * cv, axis=2)
-            tl.store(y_ptr + (bid * D + offs_d[:, None]) * L + tok, y,
-                     mask=mask_dl)
-        else:
-            dt_sum += tl.sum(dt, axis=1)
-        h = tl.sum(tl.where(offs_l[None, :, None] == BLOCK_L - 1, h_all, 0.),
-                   axis=1)
+        t_end = tl.minimum(c * CHUNK + CHUNK, L)
+        for t in range(c * CHUNK, t_end):
+            tok = _token(perm_ptr, kind, order_id, t, L)
+            u = tl.load(u_row + tok * su_l).to(tl.float32)
+            dt = tl.load(dl_row + tok * sd_l).to(tl.float32)
+            if HAS_BIAS:
+                dt += bias
+            if SOFTPLUS:
+                dt = _softplus(dt)
+            bv = tl.load(b_row + tok * sb_l, mask=mask_n,
+                         other=0.).to(tl.float32)
+            h = (tl.exp(dt[:, None] * a_mat) * h +
+                 (dt * u)[:, None] * bv[None, :])
+            if WRITE_Y:
+                cv = tl.load(c_row + tok * sc_l, mask=mask_n,
+                             other=0.).to(tl.float32)
+                y = tl.sum(h * cv[None, :], axis=1)
+                if HAS_D:
+                    y += dsk * u
+                if HAS_Z:
+                    zv = tl.load(z_row + tok * sz_l).to(tl.float32)
+                    y *= zv * _sigmoid(zv)
+                tl.store(out_row + tok, y.to(out_ptr.dtype.element_ty))
+            else:
+                dt_sum += dt
     tl.store(end_ptr + state, h, mask=mask_dn)
     if not WRITE_Y:
         tl.store(decay_ptr + state, tl.exp(a_mat * dt_sum[:, None]),
@@ -125,140 +170,230 @@ def _scan_fwd_kernel(u_ptr, dt_ptr, a_ptr, b_ptr, c_ptr, perm_ptr, h0_ptr,
 
 
 @triton.jit
-def _scan_bwd_kernel(u_ptr, dt_ptr, a_ptr, b_ptr, c_ptr, perm_ptr, ckpt_ptr,
-                     gy_ptr, g0_ptr, gend_ptr, decay_ptr, du_ptr, ddt_ptr,
-                     da_ptr, db_ptr, dc_ptr, D, L, NT, TPS, NS, CH_PER_ORDER,
-                     CH_PER_GROUP, G: tl.constexpr, N: tl.constexpr,
-                     NP: tl.constexpr, BLOCK_D: tl.constexpr,
-                     BLOCK_L: tl.constexpr, UNIFORM: tl.constexpr,
-                     GRADS: tl.constexpr):
-    """Walk tiles ``[s * TPS, (s + 1) * TPS)`` backwards from the carry
-    ``g0[b, s]`` (``dL/dh`` at the first position after the split).
+def _bwd_kernel(u_ptr, dl_ptr, z_ptr, a_ptr, b_ptr, c_ptr, dsk_ptr, bias_ptr,
+                perm_ptr, kind_ptr, ckpt_ptr, go_ptr, g0_ptr, gend_ptr,
+                decay_ptr, du_ptr, ddl_ptr, dz_ptr, da_ptr, db_ptr, dc_ptr,
+                dd_ptr, dbias_ptr, D, L, DZ, su_b, su_d, su_l, sd_b, sd_d,
+                sd_l, sz_b, sz_d, sz_l, sb_b, sb_g, sb_n, sb_l, sc_b, sc_g,
+                sc_n, sc_l, NT, CPS, NS, CH_PER_ORDER, CH_PER_GROUP, G,
+                N: tl.constexpr, NP: tl.constexpr, BLOCK_D: tl.constexpr,
+                CHUNK: tl.constexpr, SOFTPLUS: tl.constexpr,
+                HAS_BIAS: tl.constexpr, HAS_D: tl.constexpr,
+                HAS_Z: tl.constexpr, GRADS: tl.constexpr):
+    """Walk chunks ``[s * CPS, (s + 1) * CPS)`` backwards from the carry
+    ``g0[b, s]`` (``dL/dh`` entering the split from the right).
 
-    ``GRADS``: store the input gradients (``da`` per batch and split);
-    otherwise store only the carry at the start of the split and the decay
-    ``exp(A * sum(dt))`` over the positions after the split's first one up to
-    the first one after it (step 1 of split mode).
+    ``GRADS``: write the gradients; otherwise only the carry leaving the
+    split on the left and its decay (step 1 of split mode). Tiles are
+    ``(BLOCK_D, NP, CHUNK)``: channel, state, visiting position.
     """
-    bid = tl.program_id(0)
+    bid = tl.program_id(0).to(tl.int64)
+    d0 = tl.program_id(1) * BLOCK_D
     split = tl.program_id(2)
-    offs_d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
+    offs_d = d0 + tl.arange(0, BLOCK_D)
     offs_n = tl.arange(0, NP)
-    offs_l = tl.arange(0, BLOCK_L)
-    mask_d = offs_d < D
+    offs_l = tl.arange(0, CHUNK)
     mask_n = offs_n < N
-    mask_dn = mask_d[:, None] & mask_n[None, :]
-    order_id = offs_d // CH_PER_ORDER
-    group_id = offs_d // CH_PER_GROUP
+    mask_dn = (offs_d[:, None] < D) & mask_n[None, :]
+    order_id = d0 // CH_PER_ORDER
+    group_id = d0 // CH_PER_GROUP
+    kind = tl.load(kind_ptr + order_id)
     a_mat = tl.load(a_ptr + offs_d[:, None] * N + offs_n[None, :],
                     mask=mask_dn, other=0.).to(tl.float32)
+    a3 = a_mat[:, :, None]
     state = ((bid * NS + split) * D + offs_d[:, None]) * N + offs_n[None, :]
-    # g_next: dL/dh at the first position of the tile after the current one
-    # (at the very end, the gradient of the last state, through a virtual
-    # a = 1).
     g_next = tl.load(g0_ptr + state, mask=mask_dn, other=0.).to(tl.float32)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + offs_d).to(tl.float32)
+    if HAS_D:
+        dsk = tl.load(dsk_ptr + offs_d).to(tl.float32)
+    u_row = u_ptr + bid * su_b + offs_d * su_d
+    dl_row = dl_ptr + bid * sd_b + offs_d * sd_d
+    z_row = z_ptr + bid * sz_b + (offs_d % DZ) * sz_d
+    io_row = (bid * D + offs_d) * L  # go, du, ddelta, dz: contiguous
+    b_row = b_ptr + bid * sb_b + group_id * sb_g + offs_n * sb_n
+    c_row = c_ptr + bid * sc_b + group_id * sc_g + offs_n * sc_n
+    bc_row = ((bid * G + group_id) * N + offs_n) * L  # dB, dC: contiguous
     da_acc = tl.zeros((BLOCK_D, NP), dtype=tl.float32)
+    dd_acc = tl.zeros((BLOCK_D, ), dtype=tl.float32)
+    dbias_acc = tl.zeros((BLOCK_D, ), dtype=tl.float32)
     dt_sum = tl.zeros((BLOCK_D, ), dtype=tl.float32)
-    c_begin = split * TPS
-    c_end = tl.minimum(c_begin + TPS, NT)
+    c_begin = split * CPS
+    c_end = tl.minimum(c_begin + CPS, NT)
     for cc in range(c_end - c_begin):
         c = c_end - 1 - cc
-        pos = c * BLOCK_L + offs_l
-        tok, mask_dl, u, dt, bv, cv = _tile_inputs(
-            u_ptr, dt_ptr, b_ptr, c_ptr, perm_ptr, pos, offs_d, offs_n, mask_d,
-            mask_n, order_id, group_id, bid, D, L, G, N)
-        row = (bid * D + offs_d[:, None]) * L
-        gy = tl.load(gy_ptr + row + tok, mask=mask_dl, other=0.).to(tl.float32)
-        # a_{t+1}: dt of the next visited position (1 past the end).
+        pos = c * CHUNK + offs_l
+        in_l = pos < L
+        tok = _token(perm_ptr, kind, order_id, pos, L)
+        m2 = (offs_d[:, None] < D) & in_l[None, :]
+        # dt at the next visited position (a_{t+1}; 0, i.e. a = 1, past L)
         nxt = pos + 1
-        mask_nx = mask_d[:, None] & (nxt[None, :] < L)
-        tok_nx = tl.load(perm_ptr + order_id[:, None] * L + nxt[None, :],
-                         mask=mask_nx, other=0)
-        dt_nx = tl.load(dt_ptr + row + tok_nx, mask=mask_nx,
-                        other=0.).to(tl.float32)
-        a_nx = tl.exp(dt_nx[:, :, None] * a_mat[:, None, :])
-        # g_t = gy_t * C_t + a_{t+1} * g_{t+1}: a reverse scan, carry g_next.
-        x = gy[:, :, None] * cv
-        a_prod, g_loc = tl.associative_scan((a_nx, x), 1, _linear_combine,
+        tok_nx = _token(perm_ptr, kind, order_id, nxt, L)
+        m2n = (offs_d[:, None] < D) & (nxt < L)[None, :]
+        xn = tl.load(dl_row[:, None] + tok_nx[None, :] * sd_l, mask=m2n,
+                     other=0.).to(tl.float32)
+        if HAS_BIAS:
+            xn += bias[:, None]
+        if SOFTPLUS:
+            xn = _softplus(xn)
+        dt_nx = tl.where(m2n, xn, 0.)
+        go = tl.load(go_ptr + io_row[:, None] + tok[None, :], mask=m2,
+                     other=0.).to(tl.float32)
+        if HAS_Z:
+            zv = tl.load(z_row[:, None] + tok[None, :] * sz_l, mask=m2,
+                         other=0.).to(tl.float32)
+            sz = _sigmoid(zv)
+            gy = go * (zv * sz)
+        else:
+            gy = go
+        m3 = (m2[:, None, :]) & mask_n[None, :, None]
+        cv = tl.load(c_row[:, None] + tok[None, :] * sc_l,
+                     mask=mask_n[:, None] & in_l[None, :],
+                     other=0.).to(tl.float32)
+        # g_t = gy_t C_t + a_{t+1} g_{t+1}: reverse scan, carry g_next
+        a_nx = tl.exp(dt_nx[:, None, :] * a3)
+        x = gy[:, None, :] * cv[None, :, :]
+        a_prod, g_loc = tl.associative_scan((a_nx, x), 2, _combine,
                                             reverse=True)
-        g = g_loc + a_prod * g_next[:, None, :]
-        g_next = tl.sum(tl.where(offs_l[None, :, None] == 0, g, 0.), axis=1)
+        g = g_loc + a_prod * g_next[:, :, None]
+        g_next = tl.sum(tl.where(offs_l[None, None, :] == 0, g, 0.), axis=2)
         if GRADS:
-            # Recompute the states of the tile from its checkpoint.
+            uv = tl.load(u_row[:, None] + tok[None, :] * su_l, mask=m2,
+                         other=0.).to(tl.float32)
+            xd = tl.load(dl_row[:, None] + tok[None, :] * sd_l, mask=m2,
+                         other=0.).to(tl.float32)
+            if HAS_BIAS:
+                xd += bias[:, None]
+            if SOFTPLUS:
+                dt = tl.where(m2, _softplus(xd), 0.)
+            else:
+                dt = tl.where(m2, xd, 0.)
+            bv = tl.load(b_row[:, None] + tok[None, :] * sb_l,
+                         mask=mask_n[:, None] & in_l[None, :],
+                         other=0.).to(tl.float32)
+            # the states of the chunk, from its checkpoint
             h0 = tl.load(ckpt_ptr + ((bid * NT + c) * D + offs_d[:, None]) *
                          N + offs_n[None, :], mask=mask_dn, other=0.)
-            a = tl.exp(dt[:, :, None] * a_mat[:, None, :])
-            bx = (dt * u)[:, :, None] * bv
-            a_cum, h_loc = tl.associative_scan((a, bx), 1, _linear_combine)
-            h_all = a_cum * h0[:, None, :] + h_loc
-            # a_t * h_{t-1} = h_t - b_t (no shifted copy of the states).
-            ah_prev = h_all - bx
-            g_dt = g * dt[:, :, None]
-            du = tl.sum(g_dt * bv, axis=2)
-            ddt = tl.sum(g * (a_mat[:, None, :] * ah_prev +
-                              bv * u[:, :, None]), axis=2)
-            tl.store(du_ptr + row + tok, du, mask=mask_dl)
-            tl.store(ddt_ptr + row + tok, ddt, mask=mask_dl)
-            da_acc += tl.sum(g_dt * ah_prev, axis=1)
-            gb = g_dt * u[:, :, None]
-            gc = gy[:, :, None] * h_all
-            mask3 = mask_dl[:, :, None] & mask_n[None, None, :]
-            if UNIFORM:
-                # Every channel of the block has one order and one group:
-                # sum over the block first, one atomic per (token, state).
-                d_first = tl.program_id(1) * BLOCK_D
-                tok0 = tl.load(perm_ptr + (d_first // CH_PER_ORDER) * L + pos,
-                               mask=pos < L, other=0)
-                g0 = d_first // CH_PER_GROUP
-                bc0 = (((bid * G + g0) * N + offs_n[None, :]) * L +
-                       tok0[:, None])
-                mask2 = (pos[:, None] < L) & mask_n[None, :]
-                tl.atomic_add(db_ptr + bc0, tl.sum(gb, axis=0), mask=mask2)
-                tl.atomic_add(dc_ptr + bc0, tl.sum(gc, axis=0), mask=mask2)
-            else:
-                bc = (((bid * G + group_id[:, None, None]) * N +
-                       offs_n[None, None, :]) * L + tok[:, :, None])
-                tl.atomic_add(db_ptr + bc, gb, mask=mask3)
-                tl.atomic_add(dc_ptr + bc, gc, mask=mask3)
+            a = tl.exp(dt[:, None, :] * a3)
+            bx = (dt * uv)[:, None, :] * bv[None, :, :]
+            a_cum, h_loc = tl.associative_scan((a, bx), 2, _combine)
+            h_all = a_cum * h0[:, :, None] + h_loc
+            ah_prev = h_all - bx  # a_t h_{t-1}
+            gdt = g * dt[:, None, :]
+            du = tl.sum(gdt * bv[None, :, :], axis=1)
+            ddt = tl.sum(g * (a3 * ah_prev + bv[None, :, :] * uv[:, None, :]),
+                         axis=1)
+            if SOFTPLUS:
+                ddt = ddt * _sigmoid(xd)
+            ddt = tl.where(m2, ddt, 0.)
+            if HAS_D:
+                du += dsk[:, None] * gy
+                dd_acc += tl.sum(gy * uv, axis=1)
+            if HAS_BIAS:
+                dbias_acc += tl.sum(ddt, axis=1)
+            if HAS_Z:
+                y = tl.sum(h_all * cv[None, :, :], axis=1)
+                if HAS_D:
+                    y += dsk[:, None] * uv
+                dz = go * y * sz * (1. + zv * (1. - sz))
+                tl.store(dz_ptr + io_row[:, None] + tok[None, :],
+                         dz.to(dz_ptr.dtype.element_ty), mask=m2)
+            tl.store(du_ptr + io_row[:, None] + tok[None, :],
+                     du.to(du_ptr.dtype.element_ty), mask=m2)
+            tl.store(ddl_ptr + io_row[:, None] + tok[None, :],
+                     ddt.to(ddl_ptr.dtype.element_ty), mask=m2)
+            da_acc += tl.sum(gdt * ah_prev, axis=2)
+            gb = tl.sum(gdt * uv[:, None, :], axis=0)  # (NP, CHUNK)
+            gc = tl.sum(gy[:, None, :] * h_all, axis=0)
+            mbc = mask_n[:, None] & in_l[None, :]
+            tl.atomic_add(db_ptr + bc_row[:, None] + tok[None, :], gb,
+                          mask=mbc)
+            tl.atomic_add(dc_ptr + bc_row[:, None] + tok[None, :], gc,
+                          mask=mbc)
         else:
             dt_sum += tl.sum(dt_nx, axis=1)
     if GRADS:
         tl.store(da_ptr + state, da_acc, mask=mask_dn)
+        part = (bid * NS + split) * D + offs_d
+        if HAS_D:
+            tl.store(dd_ptr + part, dd_acc)
+        if HAS_BIAS:
+            tl.store(dbias_ptr + part, dbias_acc)
     else:
         tl.store(gend_ptr + state, g_next, mask=mask_dn)
         tl.store(decay_ptr + state, tl.exp(a_mat * dt_sum[:, None]),
                  mask=mask_dn)
 
 
-def _block_sizes(dim: int, nstate: int, block_d=None, block_l=None):
-    """Channels per program, tile length and warps (budget ~ BD*BL*NP)."""
+# ------------------------------------------------------------------ planning
+def _pow2_divisor(n: int, cap: int) -> int:
+    """Largest power of two <= cap dividing n."""
+    b = 1
+    while b * 2 <= cap and n % (b * 2) == 0:
+        b *= 2
+    return b
+
+
+def order_kinds(perm: torch.Tensor) -> torch.Tensor:
+    """Kind of each order ``(K, L)``: 0 forward, 1 reverse, 2 any other
+    (int32, on ``perm``'s device). Reads values: the callers cache it with
+    the order (:mod:`mmssm.ops.scan_order`) or pass it in."""
+    k, length = perm.shape
+    ar = torch.arange(length, device=perm.device)
+    fwd = (perm == ar).all(dim=1)
+    rev = (perm == ar.flip(0)).all(dim=1)
+    return torch.where(fwd, 0, torch.where(rev, 1, 2)).to(torch.int32)
+
+
+def plan_scan(nbatch: int, dim: int, length: int, nstate: int, norders: int,
+              groups: int, device: torch.device, block_d=None, chunk=None,
+              split_l=None, bwd_block_d=None, num_warps=None,
+              bwd_num_warps=None) -> dict:
+    """Launch plan: channels per program (forward and backward), chunk
+    length (checkpoint spacing and backward tile), splits, warps.
+
+    ``block_d`` is rounded down to a power of two dividing the channels of an
+    order chunk and of a B/C group (a block never straddles them).
+    """
+    per_order, per_group = dim // norders, dim // groups
+    unit = math.gcd(per_order, per_group)
     np2 = triton.next_power_of_2(nstate)
-    if block_l is None:
-        block_l = 64
+    if chunk is None:
+        chunk = 64 if nstate > 4 else 128
+    chunk = triton.next_power_of_2(max(1, int(chunk)))
     if block_d is None:
-        block_d = max(1, min(triton.next_power_of_2(dim), 4096 //
-                             (block_l * np2), 32))
-    # About 32 fp32 values per thread for each (BD, BL, NP) tile in flight.
-    num_warps = 8 if block_d * block_l * np2 >= 4096 else 4
-    return np2, block_d, block_l, num_warps
-
-
-def _num_splits(split_l, nbatch: int, nblocks: int, ntile: int,
-                device: torch.device) -> int:
-    """Splits per sequence: ``split_l`` if given (capped to the tiles),
-    else enough to give about two programs per GPU multiprocessor while every
-    split keeps at least 4 tiles (1 when the batch fills the GPU already)."""
+        block_d = max(1, 512 // np2)
+    block_d = _pow2_divisor(unit, max(1, int(block_d)))
+    if bwd_block_d is None:
+        bwd_block_d = max(1, 2048 // (np2 * chunk))
+    bwd_block_d = _pow2_divisor(unit, max(1, int(bwd_block_d)))
+    nchunk = triton.cdiv(length, chunk)
+    nblocks = triton.cdiv(dim, block_d)
     if split_l is not None:
         if int(split_l) < 1:
             raise ValueError(f'split_l must be >= 1, got {split_l}')
-        return min(int(split_l), ntile)
-    if device.type != 'cuda':
-        return 1
-    target = 2 * torch.cuda.get_device_properties(device).multi_processor_count
-    programs = nbatch * nblocks
-    if programs >= target:
-        return 1
-    return max(1, min(triton.cdiv(target, programs), ntile // 4))
+        nsplit = min(int(split_l), nchunk)
+    elif device.type != 'cuda':
+        nsplit = 1
+    else:
+        target = 4 * torch.cuda.get_device_properties(
+            device).multi_processor_count
+        programs = nbatch * nblocks
+        nsplit = 1 if programs >= target else max(
+            1, min(triton.cdiv(target, programs), nchunk // 2))
+    cps = triton.cdiv(nchunk, nsplit)
+    nsplit = triton.cdiv(nchunk, cps)  # no empty split
+    if num_warps is None:
+        num_warps = max(1, min(4, block_d * np2 // 128))
+    if bwd_num_warps is None:
+        bwd_num_warps = 4 if bwd_block_d * np2 * chunk >= 1024 else 2
+    return dict(np2=np2, block_d=block_d, bwd_block_d=bwd_block_d,
+                chunk=chunk, nchunk=nchunk, cps=cps, nsplit=nsplit,
+                num_warps=num_warps, bwd_num_warps=bwd_num_warps)
+
+
+def _strides3(x):
+    return x.stride(0), x.stride(1), x.stride(2)
 
 
 def _compose_forward(end, decay):
@@ -282,91 +417,114 @@ def _compose_backward(gstart, decay, glast):
     return g0
 
 
-def scan_forward(u, dt, A, B, C, perm, block_d=None, block_l=None,
-                 split_l=None):
-    """Launch the forward kernels: ``y, last = scan(u, dt, A, B, C, perm)``.
+def fused_scan_forward(u, delta, A, B, C, Dskip, z, bias, softplus, perm,
+                       kinds, plan):
+    """Launch the forward: ``out, last, ckpt``.
 
     Args:
-        u, dt (Tensor): ``(Bt, D, L)`` contiguous (``dt`` after bias and
-            softplus).
-        A (Tensor): ``(D, N)`` contiguous.
-        B, C (Tensor): ``(Bt, G, N, L)`` contiguous.
-        perm (Tensor): ``(K, L)`` contiguous int64 on ``u``'s device.
-        block_d, block_l, split_l (int, optional): Channels per program, tile
-            length and splits per sequence (None: automatic).
+        u, delta (Tensor): ``(Bt, D, L)``, any strides.
+        A (Tensor): ``(D, N)`` float32 contiguous.
+        B, C (Tensor): ``(Bt, G, N, L)``, any strides.
+        Dskip, bias (Tensor | None): ``(D,)`` float32 contiguous.
+        z (Tensor | None): ``(Bt, DZ, L)``, ``DZ`` dividing ``D``.
+        softplus (bool): Apply softplus to ``delta (+ bias)``.
+        perm (Tensor): ``(K, L)`` int32 contiguous; ``kinds`` ``(K,)`` int32
+            from :func:`order_kinds`.
+        plan (dict): From :func:`plan_scan`.
 
     Returns:
-        tuple: ``y`` ``(Bt, D, L)`` and ``last`` ``(Bt, D, N)`` float32, the
-        tile checkpoints ``(Bt, NT, D, N)`` and the launch plan, both to be
-        passed to :func:`scan_backward`.
+        tuple: ``out`` ``(Bt, D, L)`` contiguous in ``u``'s dtype, ``last``
+        ``(Bt, D, N)`` float32, checkpoints ``(Bt, NT, D, N)`` float32.
     """
     nbatch, dim, length = u.shape
     groups, nstate = B.shape[1], A.shape[1]
-    np2, block_d, block_l, num_warps = _block_sizes(dim, nstate, block_d,
-                                                    block_l)
-    ntile = triton.cdiv(length, block_l)
-    nblocks = triton.cdiv(dim, block_d)
-    nsplit = _num_splits(split_l, nbatch, nblocks, ntile, u.device)
-    tps = triton.cdiv(ntile, nsplit)
-    nsplit = triton.cdiv(ntile, tps)  # no empty split
     f32 = dict(device=u.device, dtype=torch.float32)
-    y = torch.empty(nbatch, dim, length, **f32)
-    ckpt = torch.empty(nbatch, ntile, dim, nstate, **f32)
+    nchunk, nsplit = plan['nchunk'], plan['nsplit']
+    out = torch.empty(nbatch, dim, length, device=u.device, dtype=u.dtype)
+    ckpt = torch.empty(nbatch, nchunk, dim, nstate, **f32)
     end = torch.empty(nbatch, nsplit, dim, nstate, **f32)
     h0 = torch.zeros(nbatch, nsplit, dim, nstate, **f32)
-    grid = (nbatch, nblocks, nsplit)
-    common = (dim, length, ntile, tps, nsplit, dim // perm.shape[0],
-              dim // groups)
-    meta = dict(G=groups, N=nstate, NP=np2, BLOCK_D=block_d, BLOCK_L=block_l,
-                num_warps=num_warps)
+    zz = u if z is None else z
+    grid = (nbatch, dim // plan['block_d'], nsplit)
+    args = (dim, length, zz.shape[1], *_strides3(u), *_strides3(delta),
+            *_strides3(zz), *B.stride(), *C.stride(), nchunk, plan['cps'],
+            nsplit, dim // perm.shape[0], dim // groups)
+    meta = dict(N=nstate, NP=plan['np2'], BLOCK_D=plan['block_d'],
+                CHUNK=plan['chunk'], SOFTPLUS=bool(softplus),
+                HAS_BIAS=bias is not None, HAS_D=Dskip is not None,
+                HAS_Z=z is not None, num_warps=plan['num_warps'])
+    dsk = A if Dskip is None else Dskip
+    bb = A if bias is None else bias
     if nsplit > 1:
         decay = torch.empty_like(end)
-        _scan_fwd_kernel[grid](u, dt, A, B, C, perm, h0, y, ckpt, end, decay,
-                               *common, WRITE_Y=False, **meta)
+        _fwd_kernel[grid](u, delta, zz, A, B, C, dsk, bb, perm, kinds, h0,
+                          out, ckpt, end, decay, *args, WRITE_Y=False, **meta)
         h0 = _compose_forward(end, decay)
-    _scan_fwd_kernel[grid](u, dt, A, B, C, perm, h0, y, ckpt, end, end,
-                           *common, WRITE_Y=True, **meta)
-    plan = (np2, block_d, block_l, ntile, tps, nsplit, num_warps)
-    return y, end[:, -1].clone(), ckpt, plan
+    _fwd_kernel[grid](u, delta, zz, A, B, C, dsk, bb, perm, kinds, h0, out,
+                      ckpt, end, end, *args, WRITE_Y=True, **meta)
+    return out, end[:, -1].clone(), ckpt
 
 
-def scan_backward(u, dt, A, B, C, perm, ckpt, plan, gy, glast):
-    """Launch the backward kernels of :func:`scan_forward`.
+def fused_scan_backward(u, delta, A, B, C, Dskip, z, bias, softplus, perm,
+                        kinds, plan, ckpt, gout, glast):
+    """Launch the backward of :func:`fused_scan_forward`.
 
     Args:
-        u, dt, A, B, C, perm: The inputs of :func:`scan_forward`.
-        ckpt, plan: The checkpoints and the plan it returned.
-        gy (Tensor): Gradient of ``y`` ``(Bt, D, L)``, contiguous.
-        glast (Tensor): Gradient of ``last`` ``(Bt, D, N)``, float32.
+        The inputs of :func:`fused_scan_forward`, its checkpoints ``ckpt``,
+        ``gout`` ``(Bt, D, L)`` (made contiguous here) and ``glast``
+        ``(Bt, D, N)``.
 
     Returns:
-        tuple: float32 ``du``, ``ddt`` ``(Bt, D, L)``, ``dA`` ``(D, N)``,
-        ``dB``, ``dC`` ``(Bt, G, N, L)``.
+        tuple: ``du``, ``ddelta`` ``(Bt, D, L)`` in ``u``'s / ``delta``'s
+        dtype; ``dz`` (``z``'s shape and dtype, or None), ``dA`` ``(D, N)``,
+        ``dB``, ``dC`` ``(Bt, G, N, L)`` float32, ``dD``, ``dbias`` ``(D,)``
+        float32 (or None).
     """
-    np2, block_d, block_l, ntile, tps, nsplit, num_warps = plan
     nbatch, dim, length = u.shape
     groups, nstate = B.shape[1], A.shape[1]
     f32 = dict(device=u.device, dtype=torch.float32)
-    du = torch.empty(nbatch, dim, length, **f32)
-    ddt = torch.empty(nbatch, dim, length, **f32)
+    bd, nsplit, nchunk = plan['bwd_block_d'], plan['nsplit'], plan['nchunk']
+    gout = gout.contiguous()
+    du = torch.empty(nbatch, dim, length, device=u.device, dtype=u.dtype)
+    ddl = torch.empty(nbatch, dim, length, device=u.device, dtype=delta.dtype)
+    dz_full = None if z is None else torch.empty(
+        nbatch, dim, length, device=u.device, dtype=z.dtype)
     da = torch.empty(nbatch, nsplit, dim, nstate, **f32)
     db = torch.zeros(nbatch, groups, nstate, length, **f32)
     dc = torch.zeros(nbatch, groups, nstate, length, **f32)
-    per_order, per_group = dim // perm.shape[0], dim // groups
-    uniform = per_order % block_d == 0 and per_group % block_d == 0
-    grid = (nbatch, triton.cdiv(dim, block_d), nsplit)
-    common = (dim, length, ntile, tps, nsplit, per_order, per_group)
-    meta = dict(G=groups, N=nstate, NP=np2, BLOCK_D=block_d, BLOCK_L=block_l,
-                UNIFORM=uniform, num_warps=num_warps)
+    dd = torch.empty(nbatch, nsplit, dim, **f32)
+    dbias = torch.empty(nbatch, nsplit, dim, **f32)
+    zz = u if z is None else z
+    grid = (nbatch, dim // bd, nsplit)
+    args = (dim, length, zz.shape[1], *_strides3(u), *_strides3(delta),
+            *_strides3(zz), *B.stride(), *C.stride(), nchunk, plan['cps'],
+            nsplit, dim // perm.shape[0], dim // groups, groups)
+    meta = dict(N=nstate, NP=plan['np2'], BLOCK_D=bd, CHUNK=plan['chunk'],
+                SOFTPLUS=bool(softplus), HAS_BIAS=bias is not None,
+                HAS_D=Dskip is not None, HAS_Z=z is not None,
+                num_warps=plan['bwd_num_warps'])
+    dsk = A if Dskip is None else Dskip
+    bb = A if bias is None else bias
+    dzp = du if dz_full is None else dz_full
+    glast = glast.float().contiguous()
     if nsplit > 1:
         zeros = torch.zeros(nbatch, nsplit, dim, nstate, **f32)
         gstart, decay = torch.empty_like(zeros), torch.empty_like(zeros)
-        _scan_bwd_kernel[grid](u, dt, A, B, C, perm, ckpt, gy, zeros, gstart,
-                               decay, du, ddt, da, db, dc, *common,
-                               GRADS=False, **meta)
+        _bwd_kernel[grid](u, delta, zz, A, B, C, dsk, bb, perm, kinds, ckpt,
+                          gout, zeros, gstart, decay, du, ddl, dzp, da, db,
+                          dc, dd, dbias, *args, GRADS=False, **meta)
         g0 = _compose_backward(gstart, decay, glast)
     else:
-        g0 = glast.reshape(nbatch, 1, dim, nstate).contiguous()
-    _scan_bwd_kernel[grid](u, dt, A, B, C, perm, ckpt, gy, g0, g0, g0, du,
-                           ddt, da, db, dc, *common, GRADS=True, **meta)
-    return du, ddt, da.sum((0, 1)), db, dc
+        g0 = glast.reshape(nbatch, 1, dim, nstate)
+    _bwd_kernel[grid](u, delta, zz, A, B, C, dsk, bb, perm, kinds, ckpt, gout,
+                      g0, g0, g0, du, ddl, dzp, da, db, dc, dd, dbias, *args,
+                      GRADS=True, **meta)
+    dz = None
+    if z is not None:
+        rep = dim // z.shape[1]
+        dz = dz_full if rep == 1 else dz_full.view(
+            nbatch, rep, z.shape[1], length).sum(1, dtype=torch.float32).to(
+                z.dtype)
+    return (du, ddl, dz, da.sum((0, 1)), db, dc,
+            dd.sum((0, 1)) if Dskip is not None else None,
+            dbias.sum((0, 1)) if bias is not None else None)

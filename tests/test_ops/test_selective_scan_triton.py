@@ -13,9 +13,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
-# The cases of today (11 of the table, bf16, two through the public op).
+# The cases of today (11 of the table, bf16, two through the public op,
+# shared gate + strided inputs, the core Function, the default chunk).
 # Adding a case needs no change here; dropping one does.
-MIN_CASES = 14
+MIN_CASES = 17
 
 
 def test_triton_kernels_interpreted_match_reference():
@@ -37,28 +38,45 @@ def test_triton_kernels_interpreted_match_reference():
     assert proc.returncode == 0, out
 
 
-def test_split_count_heuristic(monkeypatch):
-    """Split-L: explicit counts are capped to the tiles; the automatic count
-    aims at two programs per multiprocessor, keeps >= 4 tiles per split and
-    is 1 off the GPU or when the batch fills the GPU."""
+def test_launch_plan(monkeypatch):
+    """The launch plan: explicit split counts are capped to the chunks; the
+    automatic count aims at four programs per multiprocessor, keeps >= 2
+    chunks per split and is 1 off the GPU or when the batch fills the GPU;
+    channel blocks are powers of two that never straddle an order chunk or
+    a B/C group."""
     import types
 
     import pytest
     import torch
 
-    from mmssm.kernels.selective_scan import _num_splits
+    from mmssm.kernels.selective_scan import plan_scan
     cpu, gpu = torch.device('cpu'), torch.device('cuda', 0)
-    assert _num_splits(None, 1, 4, 64, cpu) == 1
-    assert _num_splits(5, 1, 4, 3, cpu) == 3
-    assert _num_splits(2, 1, 4, 64, cpu) == 2
+
+    def plan(batch, dim, length, device, nstate=16, norders=1, groups=1,
+             **kw):
+        return plan_scan(batch, dim, length, nstate, norders, groups, device,
+                         **kw)
+
+    assert plan(1, 768, 6085, cpu)['nsplit'] == 1
+    assert plan(1, 8, 13 * 64, cpu, split_l=5)['nsplit'] == 5
+    # 3 chunks of 64: at most 3 splits
+    assert plan(1, 8, 150, cpu, split_l=9)['nsplit'] == 3
     with pytest.raises(ValueError, match='split_l must be >= 1'):
-        _num_splits(0, 1, 4, 64, cpu)
+        plan(1, 8, 64, cpu, split_l=0)
+    # 12 channels in 2 orders (6 each) and 3 groups (4 each): blocks of 2
+    assert plan(1, 12, 64, cpu, norders=2, groups=3,
+                block_d=8)['block_d'] == 2
+    assert plan(1, 768, 64, cpu, block_d=24)['block_d'] == 16
+    assert plan(1, 768, 64, cpu)['block_d'] == 32  # 512 state values
     monkeypatch.setattr(
         torch.cuda, 'get_device_properties',
         lambda device: types.SimpleNamespace(multi_processor_count=132))
-    # batch 2 x 24 blocks = 48 programs, 264 wanted: 6 splits, but 16 tiles
-    # allow only 4 of >= 4 tiles.
-    assert _num_splits(None, 2, 24, 16, gpu) == 4
-    assert _num_splits(None, 2, 24, 1024, gpu) == 6
-    assert _num_splits(None, 16, 24, 1024, gpu) == 1  # 384 programs
-    assert _num_splits(None, 2, 24, 3, gpu) == 1  # too short to split
+    # batch 1 x 768 / 32 = 24 programs, 528 wanted: 22 splits asked, 96
+    # chunks of 64 in cdiv(96, 22) = 5 per split: 20 splits
+    p = plan(1, 768, 6085, gpu)
+    assert (p['nchunk'], p['nsplit'], p['cps']) == (96, 20, 5)
+    assert p['nsplit'] * p['cps'] >= p['nchunk'] > (p['nsplit'] - 1) * p[
+        'cps']
+    assert plan(1, 768, 200, gpu)['nsplit'] == 2  # 4 chunks: >= 2 each
+    assert plan(64, 768, 197, gpu)['nsplit'] == 1  # 1536 programs
+    assert plan(1, 768, 60, gpu)['nsplit'] == 1  # one chunk

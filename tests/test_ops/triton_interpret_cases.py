@@ -112,12 +112,67 @@ def public_op_split_l():
     return compare(got, run_scan(selective_scan_ref, t))
 
 
+def shared_gate_strided_inputs():
+    """A gate shared by two channel chunks (``z`` ``(B, D/2, L)``) and
+    ``u``/``delta``/``z``/``B``/``C`` as transposed views of ``(B, L, .)``
+    tensors (read through their strides, not copied), against the reference
+    with the gate repeated and contiguous inputs."""
+    t = make_inputs(2, 8, 19, 4, groups=2, seed=11)
+    zs = t['z'][:, :4].detach().clone().requires_grad_()
+    kw = dict(order=['forward', 'reverse'])
+
+    def strided(x):  # same values, (B, ..., L) seen through a transpose
+        return x.detach().transpose(-1, -2).contiguous().transpose(
+            -1, -2).requires_grad_()
+
+    ts = {k: (strided(v) if k in ('u', 'delta', 'B', 'C') else v)
+          for k, v in t.items()}
+    ts['z'] = zs
+    bad = []
+    if ts['u'].is_contiguous() or ts['B'].is_contiguous():
+        bad.append('inputs are not strided views')
+    got = run_scan(triton_scan(), ts, **kw)
+    tr = dict(t, z=zs.detach().repeat(1, 2, 1).requires_grad_())
+    want = run_scan(selective_scan_ref, tr, **kw)
+    want['dz'] = want['dz'].view(2, 2, 4, 19).sum(1)
+    return bad + compare(got, want)
+
+
+def core_function_custom_op_path():
+    """The core Function (no bias/softplus/D/gate in the kernel: what the
+    compiled custom op runs) with the shared prologue and epilogue."""
+    from mmssm.ops.scan_common import run_scan_function
+    from mmssm.ops.scan_triton import SelectiveScanTritonFunction
+    t = make_inputs(2, 8, 21, 16, seed=12)
+    kw = dict(order='col', grid=(3, 7))
+
+    def fn(u, delta, A, B, C, D, z, bias, softplus, last, order, grid):
+        perm = resolve_scan_order(order, u.shape[-1], u.shape[1], grid)
+        return run_scan_function(SelectiveScanTritonFunction, (None, 8, 2),
+                                 u, delta, A, B, C, D, z, bias, softplus,
+                                 last, perm)
+
+    return compare(run_scan(fn, t, **kw), run_scan(selective_scan_ref, t,
+                                                   **kw))
+
+
+def long_default_chunk():
+    """The default plan (chunk 64 for N = 16) over several chunks."""
+    t = make_inputs(1, 4, 150, 16, seed=13)
+    got = run_scan(lambda *a, **k: selective_scan(*a, impl='triton', **k), t,
+                   order='reverse')
+    return compare(got, run_scan(selective_scan_ref, t, order='reverse'))
+
+
 def all_cases():
     """[(name, function returning the list of mismatches)], in run order."""
     cases = [(name, _table_case(i, mk, kw, block_d, (split or [None])[0]))
              for i, (name, mk, kw, block_d, *split) in enumerate(CASES)]
     return cases + [(fn.__name__, fn)
-                    for fn in (bf16, public_op_impl_triton, public_op_split_l)]
+                    for fn in (bf16, public_op_impl_triton, public_op_split_l,
+                               shared_gate_strided_inputs,
+                               core_function_custom_op_path,
+                               long_default_chunk)]
 
 
 def main():
