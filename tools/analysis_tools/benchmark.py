@@ -8,6 +8,9 @@ Usage::
         deit-tiny --sizes 224 512 768 1024 1248 --out docs/figures/vim-deit
     # a config's whole model (mode='tensor': no post-processing)
     python tools/analysis_tools/benchmark.py --config CONFIG --sizes 512 1024
+    # the GPU tables of issue #21 in one run (about 1-3 minutes on an H200)
+    python tools/analysis_tools/benchmark.py --suite gpu --device cuda \
+        --out work_dirs/benchmark_suite_gpu
 
 Every (model, size) case runs in a fresh subprocess: build the model (random
 weights, eval, ``torch.no_grad``), ``--warmup`` untimed forwards, then
@@ -40,6 +43,55 @@ Peak memory:
 
 Writes ``OUT.json`` and ``OUT.png`` (time and memory against the input size,
 one line per model; matplotlib with the Agg backend).
+
+``--suite gpu`` (issue #21): a fixed set of comparisons, all in this process
+(no subprocess per case), printed as two markdown tables and written to
+``OUT.json`` (no PNG):
+
+1. Vim-Ti (mmssm ``Vim(arch='tiny', img_size=S, out_type='cls_token')``) vs
+   DeiT-Ti (timm ``deit_tiny_patch16_224``, ``img_size=S``,
+   ``num_classes=0``) with PyTorch's fused attention (SDPA, timm's default,
+   ``fused_attn=True`` on every block) and with explicit attention
+   (``blk.attn.fused_attn = False`` on every block): 224 at batch 64, 1024
+   and 1248 at batch 8.
+2. GroupMamba-T and MambaOut-T (mmssm, ``arch='tiny'``, the four stage maps)
+   vs Swin-T (timm ``swin_tiny_patch4_window7_224``, ``img_size=(H, W)``,
+   ``num_classes=0``): 224 at batch 64, 800x1333 at batch 2 (the per-GPU
+   batch of mmdet's 1x/3x schedules). timm 1.0 runs Swin at 800x1333 with
+   ``strict_img_size=False`` and ``PatchEmbed(dynamic_img_pad=True)``: the
+   input is zero-padded to the patch grid (800x1336) inside the patch
+   embedding, as mmdet's Swin pads, and the shifted-window masks are rebuilt
+   in every forward; every model gets the same unpadded 800x1333 input.
+
+Each case (model, size, dtype) in fp32 and in bf16 autocast
+(``torch.autocast('cuda', torch.bfloat16)``, fp32 weights): one forward
+whose outputs are checked finite, ``--warmup - 1`` more untimed forwards
+(default 3 in all), then ``--runs`` (default 10) forwards, each timed by a
+pair of CUDA events, under ``torch.inference_mode()``; the median ms per
+batch, images/s = batch / median, the peak memory
+``torch.cuda.max_memory_allocated()`` during the timed forwards minus
+``torch.cuda.memory_allocated()`` before them (weights and input excluded,
+and in bf16 the weights' bf16 copies that autocast caches from the warm-up
+forwards; all forwards of a case run in one autocast context). Ratios,
+on the rows of Vim-Ti (vs each DeiT-Ti) and of GroupMamba-T and MambaOut-T
+(vs Swin-T) at the same size and dtype: speed vs R = R's ms /
+the model's ms (> 1: faster), memory vs R = the model's peak / R's peak
+(< 1: less memory). TF32 is switched off for the whole run
+(``torch.backends.cuda.matmul.allow_tf32`` and
+``torch.backends.cudnn.allow_tf32`` False, printed), so the fp32 rows are
+true fp32. The GPU name and the torch, CUDA, triton and timm versions are
+printed first. Cases left after ``--budget-s`` (default 300 s) are skipped
+and listed. Exit status 1 when a case failed (an error or a non-finite
+output; the other cases still run).
+
+The suite needs only torch, triton, timm and the pure-Python mmengine and
+mmcv-lite wheels: mmdet, mmseg and mmpretrain are never imported, and mmssm
+need not be installed (run from the repository root: the imports are set up
+by ``gpu_check.setup_imports``, which maps ``kernels/`` to ``mmssm.kernels``
+and stands placeholders in for a missing cv2/rich/yaml/PIL).
+``--suite gpu --device cpu --quick`` runs the same code on the CPU with tiny
+sizes (Vim/DeiT at 32 and 48, the others at 64 and 70x101; perf_counter
+timing and the resident-memory peak): the test suite does that.
 """
 import argparse
 import json
@@ -322,6 +374,377 @@ def comparison_table(result: dict) -> str:
     return '\n'.join(lines)
 
 
+# ------------------------------------------------------------ --suite gpu
+#: ``(size, batch)`` of each suite table; ``--quick`` uses the tiny ones.
+SUITE_TABLES = (
+    dict(key='vim_vs_deit',
+         title='Vim-Ti vs DeiT-Ti (timm, no head): fused (SDPA) and '
+         'explicit attention',
+         models=('Vim-Ti', 'DeiT-Ti SDPA', 'DeiT-Ti explicit'),
+         subjects=('Vim-Ti', ), refs=('DeiT-Ti explicit', 'DeiT-Ti SDPA'),
+         sizes=((224, 64), (1024, 8), (1248, 8)),
+         quick_sizes=((32, 2), (48, 1))),
+    dict(key='ssm_vs_swin',
+         title='GroupMamba-T and MambaOut-T vs Swin-T (timm, no head)',
+         models=('GroupMamba-T', 'MambaOut-T', 'Swin-T'),
+         subjects=('GroupMamba-T', 'MambaOut-T'), refs=('Swin-T', ),
+         sizes=((224, 64), ('800x1333', 2)),
+         quick_sizes=((64, 2), ('70x101', 1))),
+)
+SUITE_DTYPES = ('fp32', 'bf16')
+#: Task packages the suite must not import (the GPU machine lacks them).
+SUITE_FORBIDDEN = ('mmdet', 'mmseg', 'mmpretrain')
+SUITE_MEMORY_METHODS = {
+    'cuda': 'torch.cuda.max_memory_allocated during the timed forwards '
+    'minus torch.cuda.memory_allocated before them (weights and input '
+    'excluded)',
+    'cpu': 'VmHWM after the timed forwards minus VmRSS before them (high-'
+    'water mark reset via /proc/self/clear_refs), in the suite\'s own '
+    'process with the default allocator: indicative only',
+}
+SUITE_NOTES = (
+    'ms: median of the timed forwards (CUDA events around each forward on '
+    'CUDA, time.perf_counter on the CPU), torch.inference_mode(), eval, '
+    'random weights (torch.manual_seed(0)), fp32 weights; bf16 = '
+    "torch.autocast(device, torch.bfloat16). images/s = batch / ms. peak: "
+    'torch.cuda.max_memory_allocated during the timed forwards minus '
+    'torch.cuda.memory_allocated before them (weights and input excluded, '
+    'so are the bf16 weight copies autocast caches from the warm-up '
+    'forwards; on the CPU the resident high-water mark, see the module '
+    'docstring). '
+    'speed vs R = R ms / this model ms (> 1: faster than R); memory vs R = '
+    'this model peak / R peak (< 1: less memory than R).',
+    'Vim-Ti: mmssm Vim(arch="tiny", img_size=S, out_type="cls_token"). '
+    'DeiT-Ti: timm deit_tiny_patch16_224(img_size=S, num_classes=0); SDPA: '
+    'fused_attn=True on every block (timm default, '
+    'F.scaled_dot_product_attention); explicit: blk.attn.fused_attn=False '
+    'on every block (q @ k^T, softmax, @ v).',
+    'GroupMamba-T / MambaOut-T: mmssm backbones, arch "tiny", the 4 stage '
+    'maps (out_indices 0-3). Swin-T: timm swin_tiny_patch4_window7_224 '
+    '(num_classes=0: pooled features) with img_size=(H, W); where H or W is '
+    'not a multiple of the patch (4), e.g. 800x1333, strict_img_size=False '
+    'and PatchEmbed(dynamic_img_pad=True): the input is zero-padded to the '
+    'patch grid inside the patch embedding (800x1336, as mmdet\'s Swin '
+    'pads) and the shifted-window masks are rebuilt in every forward. All '
+    'models get the same unpadded 800x1333 input.',
+    '800x1333 runs at batch 2, the per-GPU batch of the mmdet 1x/3x '
+    'schedules (2 images per GPU); 224 at batch 64.',
+)
+
+
+def suite_sizes(table: dict, quick: bool):
+    """``[(size, batch)]`` of a suite table (sizes as :func:`parse_size`)."""
+    return [(parse_size(s), b)
+            for s, b in (table['quick_sizes'] if quick else table['sizes'])]
+
+
+def _set_fused_attn(model, value: bool):
+    """``blk.attn.fused_attn = value`` on every block of a timm ViT; refuses
+    a model where another module keeps a different ``fused_attn``."""
+    for blk in model.blocks:
+        blk.attn.fused_attn = value
+    left = [name for name, m in model.named_modules()
+            if isinstance(getattr(m, 'fused_attn', None), bool)
+            and m.fused_attn != value]
+    if left:
+        raise RuntimeError(f'fused_attn is not {value} in {left}')
+    return [blk.attn.fused_attn for blk in model.blocks]
+
+
+def build_suite_model(name: str, size):
+    """``(model, info)`` of a suite model at ``size`` (random weights, seed
+    0); ``info`` records what matters for reading the figures."""
+    import torch
+    torch.manual_seed(0)
+    h, w = size_hw(size)
+    img_size = h if h == w else (h, w)
+    info = {}
+    if name == 'Vim-Ti':
+        from mmssm.models.backbones import Vim
+        model = Vim(arch='tiny', img_size=img_size, out_type='cls_token')
+    elif name in ('GroupMamba-T', 'MambaOut-T'):
+        from mmssm.models import backbones
+        model = getattr(backbones, name[:-2])(arch='tiny')
+    elif name.startswith('DeiT-Ti'):
+        import timm
+        model = timm.create_model('deit_tiny_patch16_224', pretrained=False,
+                                  num_classes=0, img_size=img_size)
+        info['fused_attn'] = _set_fused_attn(model, name.endswith('SDPA'))
+    elif name == 'Swin-T':
+        import timm
+        kwargs = dict(pretrained=False, num_classes=0, img_size=(h, w))
+        if h % 4 or w % 4:
+            from functools import partial
+
+            from timm.layers import PatchEmbed
+            kwargs.update(strict_img_size=False,
+                          embed_layer=partial(PatchEmbed,
+                                              dynamic_img_pad=True))
+            info['swin_mode'] = (f'dynamic_img_pad to {-(-h // 4) * 4}x'
+                                 f'{-(-w // 4) * 4}, masks per forward')
+        else:
+            info['swin_mode'] = 'static masks'
+        model = timm.create_model('swin_tiny_patch4_window7_224', **kwargs)
+    else:
+        raise ValueError(f'unknown suite model {name!r}')
+    return model.eval(), info
+
+
+def _outputs(out):
+    if isinstance(out, (tuple, list)):
+        return tuple(out)
+    return tuple(out.values()) if isinstance(out, dict) else (out, )
+
+
+def measure_suite_case(model, size, batch: int, dtype: str, warmup: int,
+                       runs: int, device: str) -> dict:
+    """Time ``runs`` forwards after ``warmup`` ones; peak memory above what
+    was allocated before the timed forwards (see :data:`SUITE_NOTES`)."""
+    import contextlib
+
+    import torch
+    cuda = device.startswith('cuda')
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(batch, 3, *size_hw(size), generator=gen).to(device)
+    autocast = (torch.autocast(torch.device(device).type,
+                               dtype=torch.bfloat16) if dtype == 'bf16'
+                else contextlib.nullcontext())
+    with torch.inference_mode(), autocast:
+        outs = _outputs(model(x))
+        finite = all(bool(torch.isfinite(o).all()) for o in outs)
+        out_dtype = str(outs[0].dtype)
+        out_mean_abs = outs[0].float().abs().mean().item()
+        del outs
+        for _ in range(warmup - 1):
+            model(x)
+        if cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
+            events = [(torch.cuda.Event(enable_timing=True),
+                       torch.cuda.Event(enable_timing=True))
+                      for _ in range(runs)]
+            for start, end in events:
+                start.record()
+                model(x)
+                end.record()
+            torch.cuda.synchronize()
+            times = [start.elapsed_time(end) for start, end in events]
+            peak = (torch.cuda.max_memory_allocated() - base) / 2**20
+        else:
+            base_rss = _reset_peak_rss()
+            times = []
+            for _ in range(runs):
+                t0 = time.perf_counter()
+                model(x)
+                times.append((time.perf_counter() - t0) * 1e3)
+            peak = (None if base_rss is None else
+                    max(0.0, (_proc_status('VmHWM') - base_rss) / 1024))
+    ms = statistics.median(times)
+    return dict(ms=ms, ms_mean=statistics.fmean(times), times_ms=times,
+                images_per_s=batch * 1e3 / ms, peak_mib=peak,
+                input_mib=x.numel() * x.element_size() / 2**20,
+                finite=finite, out_dtype=out_dtype,
+                out_mean_abs=out_mean_abs)
+
+
+def suite_ratios(table: dict) -> None:
+    """Fill ``row['vs'][ref] = {'speed', 'memory'}`` on the subject rows of
+    a table result (same size and dtype; see :data:`SUITE_NOTES`)."""
+    rows = [r for r in table['rows'] if 'error' not in r]
+    for row in rows:
+        if row['model'] not in table['subjects']:
+            continue
+        row['vs'] = {}
+        for ref in table['refs']:
+            other = [r for r in rows if r['model'] == ref
+                     and r['size'] == row['size']
+                     and r['dtype'] == row['dtype']]
+            if not other:
+                continue
+            o = other[0]
+            mem = None
+            if (row['peak_mib'] is not None and o['peak_mib'] is not None
+                    and o['peak_mib'] > 0):
+                mem = row['peak_mib'] / o['peak_mib']
+            row['vs'][ref] = dict(speed=o['ms'] / row['ms'], memory=mem)
+
+
+def _short(ref: str) -> str:
+    return ref.split(' ', 1)[1] if ref.startswith('DeiT-Ti ') else ref
+
+
+def format_suite_table(table: dict) -> str:
+    """Markdown table of a suite table result (ratio columns filled on the
+    subject models' rows; rows by size, then dtype, then model)."""
+    head = ['size', 'batch', 'dtype', 'model', 'ms / batch', 'images/s',
+            'peak MiB']
+    for ref in table['refs']:
+        head += [f'speed vs {_short(ref)}', f'memory vs {_short(ref)}']
+    lines = [f'{table["title"]}', '| ' + ' | '.join(head) + ' |',
+             '|' + ' --- |' * 4 + ' ---: |' * (len(head) - 4)]
+    sizes = list(dict.fromkeys(r['size'] for r in table['rows']))
+    models = list(dict.fromkeys(r['model'] for r in table['rows']))
+    rows = sorted(table['rows'], key=lambda r: (
+        sizes.index(r['size']), SUITE_DTYPES.index(r['dtype']),
+        models.index(r['model'])))
+    for row in rows:
+        cells = [str(row['size']), str(row['batch']), row['dtype'],
+                 row['model']]
+        if 'error' in row:
+            cells += ['error: ' + row['error'][:60]] + ['-'] * (
+                len(head) - 5)
+        else:
+            cells += [f'{row["ms"]:.2f}', f'{row["images_per_s"]:.1f}',
+                      '-' if row['peak_mib'] is None else
+                      f'{row["peak_mib"]:.1f}']
+            for ref in table['refs']:
+                ratio = row.get('vs', {}).get(ref)
+                for key in ('speed', 'memory'):
+                    value = None if ratio is None else ratio[key]
+                    cells.append('-' if value is None else f'{value:.2f}x')
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+
+def format_suite_tables(result: dict) -> str:
+    return '\n\n'.join(format_suite_table(t) for t in result['tables'])
+
+
+def _suite_imports() -> dict:
+    """The repository's mmssm with only torch, triton, timm and the
+    pure-Python OpenMMLab wheels: ``gpu_check.setup_imports`` (placeholders
+    for cv2/rich/yaml/PIL, ``kernels/`` -> ``mmssm.kernels``)."""
+    if HERE not in sys.path:
+        sys.path.insert(0, HERE)
+    from gpu_check import setup_imports
+    return setup_imports()
+
+
+def _versions(device: str) -> dict:
+    import torch
+    meta = dict(python=platform.python_version(), torch=torch.__version__,
+                cuda=torch.version.cuda)
+    for name in ('triton', 'timm', 'numpy', 'mmengine'):
+        try:
+            meta[name] = __import__(name).__version__
+        except Exception:  # missing or broken: reported as such
+            meta[name] = None
+    if device.startswith('cuda'):
+        meta['device_name'] = torch.cuda.get_device_name(device)
+    else:
+        cpu = platform.processor() or platform.machine()
+        meta['device_name'] = (f'cpu ({cpu}, {os.cpu_count()} cores, '
+                               f'{torch.get_num_threads()} threads)')
+    return meta
+
+
+def run_suite(args) -> dict:
+    """``--suite gpu``: the two tables of issue #21 in one run (see the
+    module docstring); writes ``OUT.json`` and prints the tables."""
+    import torch
+    start = time.time()
+    setup = _suite_imports()
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    import mmssm
+    meta = _versions(args.device)
+    meta.update(
+        suite=args.suite, quick=args.quick, device=args.device,
+        warmup=args.warmup, runs=args.runs, statistic='median',
+        allow_tf32=dict(matmul=torch.backends.cuda.matmul.allow_tf32,
+                        cudnn=torch.backends.cudnn.allow_tf32),
+        mmssm_path=osp.dirname(osp.abspath(mmssm.__file__)),
+        memory_method=SUITE_MEMORY_METHODS[
+            'cuda' if args.device.startswith('cuda') else 'cpu'],
+        notes=list(SUITE_NOTES), budget_s=args.budget_s, **setup)
+    result = dict(meta=meta, tables=[], failures=[], skipped=[])
+    print(f'benchmark --suite {args.suite}: {meta["device_name"]}, torch '
+          f'{meta["torch"]} (CUDA {meta["cuda"]}), triton {meta["triton"]}, '
+          f'timm {meta["timm"]}, python {meta["python"]}', flush=True)
+    print('TF32 off for the fp32 rows: torch.backends.cuda.matmul.'
+          f'allow_tf32={torch.backends.cuda.matmul.allow_tf32}, '
+          f'torch.backends.cudnn.allow_tf32='
+          f'{torch.backends.cudnn.allow_tf32}', flush=True)
+    if setup['stubbed_modules']:
+        print('placeholders for the missing (unused) modules: '
+              + ', '.join(setup['stubbed_modules']), flush=True)
+    print(f'warm-up {args.warmup}, timed {args.runs} (median); '
+          f'mmssm from {meta["mmssm_path"]}', flush=True)
+    cuda = args.device.startswith('cuda')
+    for spec in SUITE_TABLES:
+        table = dict(key=spec['key'], title=spec['title'],
+                     subjects=list(spec['subjects']),
+                     refs=list(spec['refs']), rows=[])
+        result['tables'].append(table)
+        for size, batch in suite_sizes(spec, args.quick):
+            for name in spec['models']:
+                if time.time() - start > args.budget_s:
+                    label = f'{name}/{size}'
+                    result['skipped'].append(label)
+                    print(f'SKIP {label}: --budget-s {args.budget_s:g} '
+                          'spent', flush=True)
+                    continue
+                model = None
+                try:
+                    model, info = build_suite_model(name, size)
+                    model.to(args.device)
+                    params = sum(p.numel() for p in model.parameters())
+                    weights = sum(p.numel() * p.element_size()
+                                  for p in model.parameters()) / 2**20
+                except Exception as err:
+                    info, params, weights = dict(error=repr(err)), 0, 0.0
+                for dtype in SUITE_DTYPES:
+                    row = dict(model=name, size=size, batch=batch,
+                               dtype=dtype, params=params,
+                               weights_mib=weights, **info)
+                    try:
+                        if 'error' in info:
+                            raise RuntimeError(info['error'])
+                        row.update(measure_suite_case(
+                            model, size, batch, dtype, args.warmup,
+                            args.runs, args.device))
+                        peak = row['peak_mib']
+                        print(f'{name:>16s} {str(size):>9s} b{batch:<3d} '
+                              f'{dtype}: {row["ms"]:9.2f} ms '
+                              f'{row["images_per_s"]:9.1f} img/s, peak '
+                              + ('-' if peak is None else f'{peak:.1f} MiB'),
+                              flush=True)
+                        if not row['finite']:
+                            result['failures'].append(
+                                f'{name}/{size}/{dtype}: non-finite output')
+                    except Exception as err:
+                        row['error'] = repr(err)
+                        result['failures'].append(
+                            f'{name}/{size}/{dtype}: {err!r}')
+                        print(f'FAIL {name}/{size}/{dtype}: {err!r}',
+                              flush=True)
+                    table['rows'].append(row)
+                del model
+                if cuda:
+                    torch.cuda.empty_cache()
+        suite_ratios(table)
+    result['forbidden_imported'] = [m for m in SUITE_FORBIDDEN
+                                    if sys.modules.get(m) is not None]
+    meta['elapsed_s'] = time.time() - start
+    out_dir = osp.dirname(args.out)
+    if out_dir:
+        os.makedirs(out_dir, exist_ok=True)
+    with open(args.out + '.json', 'w') as f:
+        json.dump(result, f, indent=1)
+    print()
+    print(format_suite_tables(result))
+    print()
+    print(SUITE_NOTES[0])
+    print(f'suite {"FAILED" if result["failures"] else "done"} in '
+          f'{meta["elapsed_s"]:.1f} s'
+          + (f'; {len(result["failures"])} failures' if result['failures']
+             else '') + (f'; {len(result["skipped"])} cases skipped'
+                         if result['skipped'] else '')
+          + f'; wrote {args.out}.json', flush=True)
+    return result
+
+
 def _spec(name, config=None, backbone=None, arch=None, img_size_kw=None,
           kwargs=None):
     return dict(name=name, config=config, backbone=backbone, arch=arch,
@@ -330,6 +753,15 @@ def _spec(name, config=None, backbone=None, arch=None, img_size_kw=None,
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--suite', choices=['gpu'], help='a fixed set of '
+                        'comparisons instead of --config/--backbone: "gpu" '
+                        'prints the two tables of issue #21 (see the module '
+                        'docstring)')
+    parser.add_argument('--quick', action='store_true', help='--suite with '
+                        'tiny sizes and batches (the CPU test)')
+    parser.add_argument('--budget-s', type=float, default=300.0,
+                        help='--suite: skip the cases left after this many '
+                        'seconds (default 300)')
     parser.add_argument('--config', help='benchmark this config\'s model')
     parser.add_argument('--backbone', help='benchmark this backbone type')
     parser.add_argument('--arch', help='arch of --backbone (name or JSON)')
@@ -345,18 +777,45 @@ def parse_args(argv=None):
                         default=[224, 512, 768, 1024],
                         help='S (square) or HxW, e.g. 224 800x1333')
     parser.add_argument('--batch', type=int, default=1)
-    parser.add_argument('--warmup', type=int, default=1)
-    parser.add_argument('--runs', type=int, default=3)
+    parser.add_argument('--warmup', type=int, default=None,
+                        help='untimed forwards (default 1; --suite: 3, '
+                        '--quick 1)')
+    parser.add_argument('--runs', type=int, default=None,
+                        help='timed forwards (default 3; --suite: 10, '
+                        '--quick 2)')
     parser.add_argument('--threads', type=int, default=None,
                         help='OMP_NUM_THREADS of the cases')
-    parser.add_argument('--device', default='cpu')
-    parser.add_argument('--out', default='work_dirs/benchmark',
-                        help='writes OUT.json and OUT.png')
+    parser.add_argument('--device', default=None,
+                        help='cpu (default) or cuda (default of --suite)')
+    parser.add_argument('--out', default=None,
+                        help='writes OUT.json and OUT.png (--suite: OUT.json '
+                        'only); default work_dirs/benchmark, --suite '
+                        'work_dirs/benchmark_suite_SUITE')
     parser.add_argument('--_case', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.suite:
+        if args.config or args.backbone:
+            parser.error('--suite runs its own models: no --config or '
+                         '--backbone')
+        args.device = args.device or 'cuda'
+        if not args.device.startswith('cuda') and not args.quick:
+            parser.error(f'--suite {args.suite} on {args.device!r} would run '
+                         'the GPU sizes on the CPU: use --device cuda, or '
+                         'add --quick (tiny sizes)')
+        quick = args.quick
+        args.warmup = args.warmup or (1 if quick else 3)
+        args.runs = args.runs or (2 if quick else 10)
+        args.out = args.out or f'work_dirs/benchmark_suite_{args.suite}'
+        return args
+    if args.quick:
+        parser.error('--quick goes with --suite')
+    args.device = args.device or 'cpu'
+    args.warmup = 1 if args.warmup is None else args.warmup
+    args.runs = args.runs or 3
+    args.out = args.out or 'work_dirs/benchmark'
     if args._case is None and (args.config is None) == (args.backbone is
                                                          None):
-        parser.error('give either --config or --backbone')
+        parser.error('give either --config, --backbone or --suite')
     return args
 
 
@@ -366,6 +825,8 @@ def main(argv=None):
         case = json.loads(args._case)
         print(json.dumps(run_case(**case)), flush=True)
         return None
+    if args.suite:
+        return run_suite(args)
     kw = args.img_size_kw or None
     specs = [
         _spec(osp.splitext(osp.basename(args.config))[0], config=args.config)
@@ -433,4 +894,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    _result = main()
+    sys.exit(1 if _result and _result.get('failures') else 0)
