@@ -82,14 +82,12 @@ def _combine(a_left, b_left, a_right, b_right):
 
 @triton.jit
 def _token(perm_ptr, kind, order_id, t, L):
-    """Token visited at position ``t`` (scalar or tensor of positions)."""
-    if kind == 0:
-        tok = t
-    elif kind == 1:
-        tok = L - 1 - t
-    else:
-        tok = tl.load(perm_ptr + order_id * L + t, mask=t < L, other=0)
-    return tok
+    """Token visited at position ``t`` (scalar or tensor of positions),
+    without a branch: kind 0 ``t``, kind 1 ``L - 1 - t``, kind 2 an index
+    load (predicated off for the other kinds)."""
+    idx = tl.load(perm_ptr + order_id * L + t, mask=(kind == 2) & (t < L),
+                  other=0)
+    return tl.where(kind == 0, t, tl.where(kind == 1, L - 1 - t, idx))
 
 
 @triton.jit
@@ -99,9 +97,10 @@ def _fwd_kernel(u_ptr, dl_ptr, z_ptr, a_ptr, b_ptr, c_ptr, dsk_ptr, bias_ptr,
                 sz_d, sz_l, sb_b, sb_g, sb_n, sb_l, sc_b, sc_g, sc_n, sc_l,
                 NT, CPS, NS, CH_PER_ORDER, CH_PER_GROUP, N: tl.constexpr,
                 NP: tl.constexpr, BLOCK_D: tl.constexpr,
-                CHUNK: tl.constexpr, SOFTPLUS: tl.constexpr,
-                HAS_BIAS: tl.constexpr, HAS_D: tl.constexpr,
-                HAS_Z: tl.constexpr, WRITE_Y: tl.constexpr):
+                CHUNK: tl.constexpr, UNROLL: tl.constexpr,
+                SOFTPLUS: tl.constexpr, HAS_BIAS: tl.constexpr,
+                HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
+                WRITE_Y: tl.constexpr):
     """Scan chunks ``[s * CPS, (s + 1) * CPS)`` from the state ``h0[b, s]``.
 
     ``WRITE_Y``: write ``out`` and the chunk checkpoints; otherwise only the
@@ -139,30 +138,40 @@ def _fwd_kernel(u_ptr, dl_ptr, z_ptr, a_ptr, b_ptr, c_ptr, dsk_ptr, bias_ptr,
             tl.store(ckpt_ptr + ((bid * NT + c) * D + offs_d[:, None]) * N +
                      offs_n[None, :], h, mask=mask_dn)
         t_end = tl.minimum(c * CHUNK + CHUNK, L)
-        for t in range(c * CHUNK, t_end):
-            tok = _token(perm_ptr, kind, order_id, t, L)
-            u = tl.load(u_row + tok * su_l).to(tl.float32)
-            dt = tl.load(dl_row + tok * sd_l).to(tl.float32)
-            if HAS_BIAS:
-                dt += bias
-            if SOFTPLUS:
-                dt = _softplus(dt)
-            bv = tl.load(b_row + tok * sb_l, mask=mask_n,
-                         other=0.).to(tl.float32)
-            h = (tl.exp(dt[:, None] * a_mat) * h +
-                 (dt * u)[:, None] * bv[None, :])
-            if WRITE_Y:
-                cv = tl.load(c_row + tok * sc_l, mask=mask_n,
+        for t0 in range(c * CHUNK, t_end, UNROLL):
+            # UNROLL positions in one basic block: their loads and gates
+            # overlap, only h -> a * h + b is serial.
+            for k in tl.static_range(UNROLL):
+                t = t0 + k
+                ok = t < t_end
+                tok = _token(perm_ptr, kind, order_id, t, L)
+                u = tl.load(u_row + tok * su_l, mask=ok,
+                            other=0.).to(tl.float32)
+                dt = tl.load(dl_row + tok * sd_l, mask=ok,
                              other=0.).to(tl.float32)
-                y = tl.sum(h * cv[None, :], axis=1)
-                if HAS_D:
-                    y += dsk * u
-                if HAS_Z:
-                    zv = tl.load(z_row + tok * sz_l).to(tl.float32)
-                    y *= zv * _sigmoid(zv)
-                tl.store(out_row + tok, y.to(out_ptr.dtype.element_ty))
-            else:
-                dt_sum += dt
+                if HAS_BIAS:
+                    dt += bias
+                if SOFTPLUS:
+                    dt = _softplus(dt)
+                dt = tl.where(ok, dt, 0.)  # a = 1, b = 0: the state passes
+                bv = tl.load(b_row + tok * sb_l, mask=mask_n & ok,
+                             other=0.).to(tl.float32)
+                h = (tl.exp(dt[:, None] * a_mat) * h +
+                     (dt * u)[:, None] * bv[None, :])
+                if WRITE_Y:
+                    cv = tl.load(c_row + tok * sc_l, mask=mask_n & ok,
+                                 other=0.).to(tl.float32)
+                    y = tl.sum(h * cv[None, :], axis=1)
+                    if HAS_D:
+                        y += dsk * u
+                    if HAS_Z:
+                        zv = tl.load(z_row + tok * sz_l, mask=ok,
+                                     other=0.).to(tl.float32)
+                        y *= zv * _sigmoid(zv)
+                    tl.store(out_row + tok, y.to(out_ptr.dtype.element_ty),
+                             mask=ok)
+                else:
+                    dt_sum += dt
     tl.store(end_ptr + state, h, mask=mask_dn)
     if not WRITE_Y:
         tl.store(decay_ptr + state, tl.exp(a_mat * dt_sum[:, None]),
@@ -246,7 +255,6 @@ def _bwd_kernel(u_ptr, dl_ptr, z_ptr, a_ptr, b_ptr, c_ptr, dsk_ptr, bias_ptr,
             gy = go * (zv * sz)
         else:
             gy = go
-        m3 = (m2[:, None, :]) & mask_n[None, :, None]
         cv = tl.load(c_row[:, None] + tok[None, :] * sc_l,
                      mask=mask_n[:, None] & in_l[None, :],
                      other=0.).to(tl.float32)
@@ -325,6 +333,179 @@ def _bwd_kernel(u_ptr, dl_ptr, z_ptr, a_ptr, b_ptr, c_ptr, dsk_ptr, bias_ptr,
                  mask=mask_dn)
 
 
+@triton.jit
+def _bwd_seq_kernel(u_ptr, dl_ptr, z_ptr, a_ptr, b_ptr, c_ptr, dsk_ptr,
+                    bias_ptr, perm_ptr, kind_ptr, ckpt_ptr, go_ptr, g0_ptr,
+                    gend_ptr, decay_ptr, scr_ptr, du_ptr, ddl_ptr, dz_ptr,
+                    da_ptr, dbp_ptr, dcp_ptr, dd_ptr, dbias_ptr, D, L, DZ,
+                    su_b, su_d, su_l, sd_b, sd_d, sd_l, sz_b, sz_d, sz_l,
+                    sb_b, sb_g, sb_n, sb_l, sc_b, sc_g, sc_n, sc_l, NT, CPS,
+                    NS, CH_PER_ORDER, CH_PER_GROUP, N: tl.constexpr,
+                    NP: tl.constexpr, BLOCK_D: tl.constexpr,
+                    CHUNK: tl.constexpr, UNROLL: tl.constexpr,
+                    SOFTPLUS: tl.constexpr, HAS_BIAS: tl.constexpr,
+                    HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
+                    GRADS: tl.constexpr):
+    """Sequential backward: walk chunks ``[s * CPS, (s + 1) * CPS)`` from
+    the last position to the first, carrying ``ga = a_{t+1} dL/dh_{t+1}``
+    (``g0[b, s]`` entering the split from the right).
+
+    Per chunk (``GRADS``): recompute its states from the checkpoint into this
+    program's scratch rows (``CHUNK x BLOCK_D x N``, cache-resident), then
+    walk back: ``g_t = ga + gy_t C_t``, the gradients of position ``t``, and
+    ``ga = a_t g_t``. ``dB``/``dC`` are written per channel block
+    (``dbp``/``dcp`` ``(Bt, D / BLOCK_D, N, L)``, summed by the caller: no
+    atomics). Without ``GRADS`` only the carry leaving the split on the left
+    and its decay (step 1 of split mode).
+    """
+    bid = tl.program_id(0).to(tl.int64)
+    pid_d = tl.program_id(1)
+    d0 = pid_d * BLOCK_D
+    split = tl.program_id(2)
+    nblk = tl.num_programs(1)
+    offs_d = d0 + tl.arange(0, BLOCK_D)
+    offs_n = tl.arange(0, NP)
+    mask_n = offs_n < N
+    mask_dn = (offs_d[:, None] < D) & mask_n[None, :]
+    order_id = d0 // CH_PER_ORDER
+    group_id = d0 // CH_PER_GROUP
+    kind = tl.load(kind_ptr + order_id)
+    a_mat = tl.load(a_ptr + offs_d[:, None] * N + offs_n[None, :],
+                    mask=mask_dn, other=0.).to(tl.float32)
+    state = ((bid * NS + split) * D + offs_d[:, None]) * N + offs_n[None, :]
+    ga = tl.load(g0_ptr + state, mask=mask_dn, other=0.).to(tl.float32)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + offs_d).to(tl.float32)
+    if HAS_D:
+        dsk = tl.load(dsk_ptr + offs_d).to(tl.float32)
+    u_row = u_ptr + bid * su_b + offs_d * su_d
+    dl_row = dl_ptr + bid * sd_b + offs_d * sd_d
+    z_row = z_ptr + bid * sz_b + (offs_d % DZ) * sz_d
+    io_row = (bid * D + offs_d) * L  # go, du, ddelta, dz: contiguous
+    b_row = b_ptr + bid * sb_b + group_id * sb_g + offs_n * sb_n
+    c_row = c_ptr + bid * sc_b + group_id * sc_g + offs_n * sc_n
+    part_row = ((bid * nblk + pid_d) * N + offs_n) * L  # dB/dC partials
+    prog = (bid * nblk + pid_d) * NS + split
+    scr = (scr_ptr + prog * (CHUNK * BLOCK_D * NP) +
+           (offs_d[:, None] - d0) * NP + offs_n[None, :])
+    da_acc = tl.zeros((BLOCK_D, NP), dtype=tl.float32)
+    dd_acc = tl.zeros((BLOCK_D, ), dtype=tl.float32)
+    dbias_acc = tl.zeros((BLOCK_D, ), dtype=tl.float32)
+    dt_sum = tl.zeros((BLOCK_D, ), dtype=tl.float32)
+    c_begin = split * CPS
+    c_end = tl.minimum(c_begin + CPS, NT)
+    for cc in range(c_end - c_begin):
+        c = c_end - 1 - cc
+        t_beg = c * CHUNK
+        t_end = tl.minimum(t_beg + CHUNK, L)
+        if GRADS:
+            # the states of the chunk, from its checkpoint, into scratch
+            h = tl.load(ckpt_ptr + ((bid * NT + c) * D + offs_d[:, None]) *
+                        N + offs_n[None, :], mask=mask_dn, other=0.)
+            for t0 in range(t_beg, t_end, UNROLL):
+                for k in tl.static_range(UNROLL):
+                    t = t0 + k
+                    ok = t < t_end
+                    tok = _token(perm_ptr, kind, order_id, t, L)
+                    u = tl.load(u_row + tok * su_l, mask=ok,
+                                other=0.).to(tl.float32)
+                    dt = tl.load(dl_row + tok * sd_l, mask=ok,
+                                 other=0.).to(tl.float32)
+                    if HAS_BIAS:
+                        dt += bias
+                    if SOFTPLUS:
+                        dt = _softplus(dt)
+                    dt = tl.where(ok, dt, 0.)
+                    bv = tl.load(b_row + tok * sb_l, mask=mask_n & ok,
+                                 other=0.).to(tl.float32)
+                    h = (tl.exp(dt[:, None] * a_mat) * h +
+                         (dt * u)[:, None] * bv[None, :])
+                    tl.store(scr + (t - t_beg) * (BLOCK_D * NP), h,
+                             mask=mask_dn & ok)
+            tl.debug_barrier()
+        # walk back over the chunk
+        for t0 in range(0, t_end - t_beg, UNROLL):
+            for k in tl.static_range(UNROLL):
+                t = t_end - 1 - (t0 + k)
+                ok = t >= t_beg
+                tok = _token(perm_ptr, kind, order_id, t, L)
+                xd = tl.load(dl_row + tok * sd_l, mask=ok,
+                             other=0.).to(tl.float32)
+                if HAS_BIAS:
+                    xd += bias
+                if SOFTPLUS:
+                    dt = _softplus(xd)
+                else:
+                    dt = xd
+                dt = tl.where(ok, dt, 0.)
+                go = tl.load(go_ptr + io_row + tok, mask=ok,
+                             other=0.).to(tl.float32)
+                if HAS_Z:
+                    zv = tl.load(z_row + tok * sz_l, mask=ok,
+                                 other=0.).to(tl.float32)
+                    sz = _sigmoid(zv)
+                    gy = go * (zv * sz)
+                else:
+                    gy = go
+                cv = tl.load(c_row + tok * sc_l, mask=mask_n & ok,
+                             other=0.).to(tl.float32)
+                a_t = tl.exp(dt[:, None] * a_mat)
+                g = ga + gy[:, None] * cv[None, :]
+                if GRADS:
+                    uv = tl.load(u_row + tok * su_l, mask=ok,
+                                 other=0.).to(tl.float32)
+                    bv = tl.load(b_row + tok * sb_l, mask=mask_n & ok,
+                                 other=0.).to(tl.float32)
+                    h = tl.load(scr + (t - t_beg) * (BLOCK_D * NP),
+                                mask=mask_dn & ok, other=0.)
+                    bx = (dt * uv)[:, None] * bv[None, :]
+                    ah_prev = h - bx  # a_t h_{t-1}
+                    gdt = g * dt[:, None]
+                    du = tl.sum(gdt * bv[None, :], axis=1)
+                    ddt = tl.sum(g * (a_mat * ah_prev +
+                                      bv[None, :] * uv[:, None]), axis=1)
+                    if SOFTPLUS:
+                        ddt = ddt * _sigmoid(xd)
+                    ddt = tl.where(ok, ddt, 0.)
+                    if HAS_D:
+                        du += dsk * gy
+                        dd_acc += gy * uv
+                    if HAS_BIAS:
+                        dbias_acc += ddt
+                    if HAS_Z:
+                        y = tl.sum(h * cv[None, :], axis=1)
+                        if HAS_D:
+                            y += dsk * uv
+                        dz = go * y * sz * (1. + zv * (1. - sz))
+                        tl.store(dz_ptr + io_row + tok,
+                                 dz.to(dz_ptr.dtype.element_ty), mask=ok)
+                    tl.store(du_ptr + io_row + tok,
+                             du.to(du_ptr.dtype.element_ty), mask=ok)
+                    tl.store(ddl_ptr + io_row + tok,
+                             ddt.to(ddl_ptr.dtype.element_ty), mask=ok)
+                    da_acc += gdt * ah_prev
+                    gb = tl.sum(gdt * uv[:, None], axis=0)
+                    gc = tl.sum(gy[:, None] * h, axis=0)
+                    tl.store(dbp_ptr + part_row + tok, gb, mask=mask_n & ok)
+                    tl.store(dcp_ptr + part_row + tok, gc, mask=mask_n & ok)
+                else:
+                    dt_sum += dt
+                ga = tl.where(ok, a_t * g, ga)
+        if GRADS:
+            tl.debug_barrier()
+    if GRADS:
+        tl.store(da_ptr + state, da_acc, mask=mask_dn)
+        part = (bid * NS + split) * D + offs_d
+        if HAS_D:
+            tl.store(dd_ptr + part, dd_acc)
+        if HAS_BIAS:
+            tl.store(dbias_ptr + part, dbias_acc)
+    else:
+        tl.store(gend_ptr + state, ga, mask=mask_dn)
+        tl.store(decay_ptr + state, tl.exp(a_mat * dt_sum[:, None]),
+                 mask=mask_dn)
+
+
 # ------------------------------------------------------------------ planning
 def _pow2_divisor(n: int, cap: int) -> int:
     """Largest power of two <= cap dividing n."""
@@ -345,30 +526,43 @@ def order_kinds(perm: torch.Tensor) -> torch.Tensor:
     return torch.where(fwd, 0, torch.where(rev, 1, 2)).to(torch.int32)
 
 
+#: Backward kernels: ``'seq'`` (:func:`_bwd_seq_kernel`, sequential walk,
+#: scratch states, no atomics) and ``'scan'`` (:func:`_bwd_kernel`,
+#: associative scans over chunk tiles, atomic dB/dC).
+BWD_KINDS = ('seq', 'scan')
+
+
 def plan_scan(nbatch: int, dim: int, length: int, nstate: int, norders: int,
               groups: int, device: torch.device, block_d=None, chunk=None,
               split_l=None, bwd_block_d=None, num_warps=None,
-              bwd_num_warps=None) -> dict:
+              bwd_num_warps=None, unroll=None, bwd=None) -> dict:
     """Launch plan: channels per program (forward and backward), chunk
-    length (checkpoint spacing and backward tile), splits, warps.
+    length (checkpoint spacing, backward scratch or tile), splits, warps,
+    positions per unrolled step and the backward kernel.
 
     ``block_d`` is rounded down to a power of two dividing the channels of an
-    order chunk and of a B/C group (a block never straddles them).
+    order chunk and of a B/C group (a block never straddles them). The
+    defaults are the fastest plans measured on an H200 (README, issue #21).
     """
     per_order, per_group = dim // norders, dim // groups
     unit = math.gcd(per_order, per_group)
     np2 = triton.next_power_of_2(nstate)
-    if chunk is None:
-        chunk = 64 if nstate > 4 else 128
-    chunk = triton.next_power_of_2(max(1, int(chunk)))
+    bwd = 'seq' if bwd is None else bwd
+    if bwd not in BWD_KINDS:
+        raise ValueError(f'bwd must be one of {BWD_KINDS}, got {bwd!r}')
     if block_d is None:
-        block_d = max(1, 512 // np2)
+        block_d = max(1, 256 // np2)
     block_d = _pow2_divisor(unit, max(1, int(block_d)))
+    if chunk is None:
+        chunk = (min(128, max(16, 8192 // (block_d * np2))) if bwd == 'seq'
+                 else 32)
+    chunk = triton.next_power_of_2(max(1, int(chunk)))
     if bwd_block_d is None:
-        bwd_block_d = max(1, 2048 // (np2 * chunk))
+        bwd_block_d = block_d if bwd == 'seq' else max(
+            1, 2048 // (np2 * chunk))
     bwd_block_d = _pow2_divisor(unit, max(1, int(bwd_block_d)))
     nchunk = triton.cdiv(length, chunk)
-    nblocks = triton.cdiv(dim, block_d)
+    nblocks = triton.cdiv(dim, min(block_d, bwd_block_d))
     if split_l is not None:
         if int(split_l) < 1:
             raise ValueError(f'split_l must be >= 1, got {split_l}')
@@ -384,12 +578,19 @@ def plan_scan(nbatch: int, dim: int, length: int, nstate: int, norders: int,
     cps = triton.cdiv(nchunk, nsplit)
     nsplit = triton.cdiv(nchunk, cps)  # no empty split
     if num_warps is None:
-        num_warps = max(1, min(4, block_d * np2 // 128))
+        num_warps = max(1, min(4, block_d * np2 // 256))
     if bwd_num_warps is None:
-        bwd_num_warps = 4 if bwd_block_d * np2 * chunk >= 1024 else 2
+        if bwd == 'seq':
+            bwd_num_warps = max(1, min(4, bwd_block_d * np2 // 256))
+        else:
+            bwd_num_warps = 4 if bwd_block_d * np2 * chunk >= 1024 else 2
+    unroll = 4 if unroll is None else int(unroll)
+    if unroll < 1:
+        raise ValueError(f'unroll must be >= 1, got {unroll}')
     return dict(np2=np2, block_d=block_d, bwd_block_d=bwd_block_d,
                 chunk=chunk, nchunk=nchunk, cps=cps, nsplit=nsplit,
-                num_warps=num_warps, bwd_num_warps=bwd_num_warps)
+                num_warps=num_warps, bwd_num_warps=bwd_num_warps,
+                unroll=unroll, bwd=bwd)
 
 
 def _strides3(x):
@@ -450,7 +651,8 @@ def fused_scan_forward(u, delta, A, B, C, Dskip, z, bias, softplus, perm,
             *_strides3(zz), *B.stride(), *C.stride(), nchunk, plan['cps'],
             nsplit, dim // perm.shape[0], dim // groups)
     meta = dict(N=nstate, NP=plan['np2'], BLOCK_D=plan['block_d'],
-                CHUNK=plan['chunk'], SOFTPLUS=bool(softplus),
+                CHUNK=plan['chunk'], UNROLL=plan['unroll'],
+                SOFTPLUS=bool(softplus),
                 HAS_BIAS=bias is not None, HAS_D=Dskip is not None,
                 HAS_Z=z is not None, num_warps=plan['num_warps'])
     dsk = A if Dskip is None else Dskip
@@ -490,7 +692,7 @@ def fused_scan_backward(u, delta, A, B, C, Dskip, z, bias, softplus, perm,
     dz_full = None if z is None else torch.empty(
         nbatch, dim, length, device=u.device, dtype=z.dtype)
     da = torch.empty(nbatch, nsplit, dim, nstate, **f32)
-    db = torch.zeros(nbatch, groups, nstate, length, **f32)
+    db = torch.zeros(nbatch, groups, nstate, length, **f32)  # 'scan'
     dc = torch.zeros(nbatch, groups, nstate, length, **f32)
     dd = torch.empty(nbatch, nsplit, dim, **f32)
     dbias = torch.empty(nbatch, nsplit, dim, **f32)
@@ -507,18 +709,41 @@ def fused_scan_backward(u, delta, A, B, C, Dskip, z, bias, softplus, perm,
     bb = A if bias is None else bias
     dzp = du if dz_full is None else dz_full
     glast = glast.float().contiguous()
+    seq = plan['bwd'] == 'seq'
+    if seq:
+        # per-block dB/dC (every element written once), scratch states
+        nblk = dim // bd
+        db = torch.empty(nbatch, nblk, nstate, length, **f32)
+        dc = torch.empty(nbatch, nblk, nstate, length, **f32)
+        scratch = torch.empty(nbatch * nblk * nsplit * plan['chunk'] * bd *
+                              plan['np2'], **f32)
+        kernel = _bwd_seq_kernel
+        meta['UNROLL'] = plan['unroll']
+        args = args[:-1]  # no G
+
+        def launch(g0, gend, decay, grads):
+            kernel[grid](u, delta, zz, A, B, C, dsk, bb, perm, kinds, ckpt,
+                         gout, g0, gend, decay, scratch, du, ddl, dzp, da,
+                         db, dc, dd, dbias, *args, GRADS=grads, **meta)
+    else:
+        kernel = _bwd_kernel
+
+        def launch(g0, gend, decay, grads):
+            kernel[grid](u, delta, zz, A, B, C, dsk, bb, perm, kinds, ckpt,
+                         gout, g0, gend, decay, du, ddl, dzp, da, db, dc, dd,
+                         dbias, *args, GRADS=grads, **meta)
+
     if nsplit > 1:
         zeros = torch.zeros(nbatch, nsplit, dim, nstate, **f32)
         gstart, decay = torch.empty_like(zeros), torch.empty_like(zeros)
-        _bwd_kernel[grid](u, delta, zz, A, B, C, dsk, bb, perm, kinds, ckpt,
-                          gout, zeros, gstart, decay, du, ddl, dzp, da, db,
-                          dc, dd, dbias, *args, GRADS=False, **meta)
+        launch(zeros, gstart, decay, False)
         g0 = _compose_backward(gstart, decay, glast)
     else:
         g0 = glast.reshape(nbatch, 1, dim, nstate)
-    _bwd_kernel[grid](u, delta, zz, A, B, C, dsk, bb, perm, kinds, ckpt, gout,
-                      g0, g0, g0, du, ddl, dzp, da, db, dc, dd, dbias, *args,
-                      GRADS=True, **meta)
+    launch(g0, g0, g0, True)
+    if seq:
+        db = db.view(nbatch, groups, -1, nstate, length).sum(2)
+        dc = dc.view(nbatch, groups, -1, nstate, length).sum(2)
     dz = None
     if z is not None:
         rep = dim // z.shape[1]

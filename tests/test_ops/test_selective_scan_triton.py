@@ -14,9 +14,10 @@ HERE = Path(__file__).resolve().parent
 
 
 # The cases of today (11 of the table, bf16, two through the public op,
-# shared gate + strided inputs, the core Function, the default chunk).
+# shared gate + strided inputs, the core Function, the default chunk,
+# other plans).
 # Adding a case needs no change here; dropping one does.
-MIN_CASES = 17
+MIN_CASES = 18
 
 
 def test_triton_kernels_interpreted_match_reference():
@@ -67,16 +68,23 @@ def test_launch_plan(monkeypatch):
     assert plan(1, 12, 64, cpu, norders=2, groups=3,
                 block_d=8)['block_d'] == 2
     assert plan(1, 768, 64, cpu, block_d=24)['block_d'] == 16
-    assert plan(1, 768, 64, cpu)['block_d'] == 32  # 512 state values
+    assert plan(1, 768, 64, cpu)['block_d'] == 16  # 256 state values
+    # the sequential backward's scratch: chunk x block x states = 8192
+    assert plan(1, 768, 64, cpu)['chunk'] == 32
+    assert plan(1, 768, 64, cpu, bwd='scan')['chunk'] == 32
+    with pytest.raises(ValueError, match="bwd must be one of"):
+        plan(1, 8, 64, cpu, bwd='fast')
+    with pytest.raises(ValueError, match='unroll must be >= 1'):
+        plan(1, 8, 64, cpu, unroll=0)
     monkeypatch.setattr(
         torch.cuda, 'get_device_properties',
         lambda device: types.SimpleNamespace(multi_processor_count=132))
-    # batch 1 x 768 / 32 = 24 programs, 528 wanted: 22 splits asked, 96
-    # chunks of 64 in cdiv(96, 22) = 5 per split: 20 splits
+    # batch 1 x 768 / 16 = 48 programs, 528 wanted: 11 splits asked, 191
+    # chunks of 32 in cdiv(191, 11) = 18 per split: 11 splits
     p = plan(1, 768, 6085, gpu)
-    assert (p['nchunk'], p['nsplit'], p['cps']) == (96, 20, 5)
+    assert (p['nchunk'], p['nsplit'], p['cps']) == (191, 11, 18)
     assert p['nsplit'] * p['cps'] >= p['nchunk'] > (p['nsplit'] - 1) * p[
         'cps']
-    assert plan(1, 768, 200, gpu)['nsplit'] == 2  # 4 chunks: >= 2 each
-    assert plan(64, 768, 197, gpu)['nsplit'] == 1  # 1536 programs
-    assert plan(1, 768, 60, gpu)['nsplit'] == 1  # one chunk
+    assert plan(1, 768, 200, gpu)['nsplit'] == 3  # 7 chunks: >= 2 each
+    assert plan(64, 768, 197, gpu)['nsplit'] == 1  # 3072 programs
+    assert plan(1, 768, 60, gpu)['nsplit'] == 1  # two chunks

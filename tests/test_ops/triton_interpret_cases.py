@@ -156,6 +156,27 @@ def core_function_custom_op_path():
                                                    **kw))
 
 
+def other_plans():
+    """The associative-scan backward kernel (``bwd='scan'``, atomic dB/dC)
+    in split mode, and unroll factors that do not divide the chunk (3) or
+    are 1, with a chunk that does not divide L."""
+    t = make_inputs(2, 8, 45, 16, groups=2, seed=14)
+    kw = dict(order=['reverse', 'col'], grid=(5, 9))
+    want = run_scan(selective_scan_ref, t, **kw)
+    bad = []
+    for plan, split in ((dict(bwd='scan'), 3), (dict(unroll=3), 2),
+                        (dict(unroll=1, bwd_block_d=2), None)):
+
+        def fn(u, delta, A, B, C, D, z, bias, softplus, last, order, grid):
+            perm = resolve_scan_order(order, u.shape[-1], u.shape[1], grid)
+            return selective_scan_triton(u, delta, A, B, C, D, z, bias,
+                                         softplus, last, perm, block_l=16,
+                                         split_l=split, plan=plan)
+
+        bad += [f'{plan}: {e}' for e in compare(run_scan(fn, t, **kw), want)]
+    return bad
+
+
 def long_default_chunk():
     """The default plan (chunk 64 for N = 16) over several chunks."""
     t = make_inputs(1, 4, 150, 16, seed=13)
@@ -172,7 +193,7 @@ def all_cases():
                     for fn in (bf16, public_op_impl_triton, public_op_split_l,
                                shared_gate_strided_inputs,
                                core_function_custom_op_path,
-                               long_default_chunk)]
+                               long_default_chunk, other_plans)]
 
 
 def main():
