@@ -95,7 +95,8 @@ def _fwd_kernel(u_ptr, dl_ptr, z_ptr, a_ptr, b_ptr, c_ptr, dsk_ptr, bias_ptr,
                 perm_ptr, kind_ptr, h0_ptr, out_ptr, ckpt_ptr, end_ptr,
                 decay_ptr, D, L, DZ, su_b, su_d, su_l, sd_b, sd_d, sd_l, sz_b,
                 sz_d, sz_l, sb_b, sb_g, sb_n, sb_l, sc_b, sc_g, sc_n, sc_l,
-                NT, CPS, NS, CH_PER_ORDER, CH_PER_GROUP, N: tl.constexpr,
+                so_b, so_d, so_l, NT, CPS, NS, CH_PER_ORDER, CH_PER_GROUP,
+                N: tl.constexpr,
                 NP: tl.constexpr, BLOCK_D: tl.constexpr,
                 CHUNK: tl.constexpr, UNROLL: tl.constexpr,
                 SOFTPLUS: tl.constexpr, HAS_BIAS: tl.constexpr,
@@ -127,7 +128,7 @@ def _fwd_kernel(u_ptr, dl_ptr, z_ptr, a_ptr, b_ptr, c_ptr, dsk_ptr, bias_ptr,
     u_row = u_ptr + bid * su_b + offs_d * su_d
     dl_row = dl_ptr + bid * sd_b + offs_d * sd_d
     z_row = z_ptr + bid * sz_b + (offs_d % DZ) * sz_d
-    out_row = out_ptr + (bid * D + offs_d) * L
+    out_row = out_ptr + bid * so_b + offs_d * so_d
     b_row = b_ptr + bid * sb_b + group_id * sb_g + offs_n * sb_n
     c_row = c_ptr + bid * sc_b + group_id * sc_g + offs_n * sc_n
     dt_sum = tl.zeros((BLOCK_D, ), dtype=tl.float32)
@@ -168,8 +169,8 @@ def _fwd_kernel(u_ptr, dl_ptr, z_ptr, a_ptr, b_ptr, c_ptr, dsk_ptr, bias_ptr,
                         zv = tl.load(z_row + tok * sz_l, mask=ok,
                                      other=0.).to(tl.float32)
                         y *= zv * _sigmoid(zv)
-                    tl.store(out_row + tok, y.to(out_ptr.dtype.element_ty),
-                             mask=ok)
+                    tl.store(out_row + tok * so_l,
+                             y.to(out_ptr.dtype.element_ty), mask=ok)
                 else:
                     dt_sum += dt
     tl.store(end_ptr + state, h, mask=mask_dn)
@@ -184,7 +185,8 @@ def _bwd_kernel(u_ptr, dl_ptr, z_ptr, a_ptr, b_ptr, c_ptr, dsk_ptr, bias_ptr,
                 decay_ptr, du_ptr, ddl_ptr, dz_ptr, da_ptr, db_ptr, dc_ptr,
                 dd_ptr, dbias_ptr, D, L, DZ, su_b, su_d, su_l, sd_b, sd_d,
                 sd_l, sz_b, sz_d, sz_l, sb_b, sb_g, sb_n, sb_l, sc_b, sc_g,
-                sc_n, sc_l, NT, CPS, NS, CH_PER_ORDER, CH_PER_GROUP, G,
+                sc_n, sc_l, si_b, si_d, si_l, NT, CPS, NS, CH_PER_ORDER,
+                CH_PER_GROUP, G,
                 N: tl.constexpr, NP: tl.constexpr, BLOCK_D: tl.constexpr,
                 CHUNK: tl.constexpr, SOFTPLUS: tl.constexpr,
                 HAS_BIAS: tl.constexpr, HAS_D: tl.constexpr,
@@ -219,7 +221,7 @@ def _bwd_kernel(u_ptr, dl_ptr, z_ptr, a_ptr, b_ptr, c_ptr, dsk_ptr, bias_ptr,
     u_row = u_ptr + bid * su_b + offs_d * su_d
     dl_row = dl_ptr + bid * sd_b + offs_d * sd_d
     z_row = z_ptr + bid * sz_b + (offs_d % DZ) * sz_d
-    io_row = (bid * D + offs_d) * L  # go, du, ddelta, dz: contiguous
+    io_row = bid * si_b + offs_d * si_d  # go, du, ddelta, dz
     b_row = b_ptr + bid * sb_b + group_id * sb_g + offs_n * sb_n
     c_row = c_ptr + bid * sc_b + group_id * sc_g + offs_n * sc_n
     bc_row = ((bid * G + group_id) * N + offs_n) * L  # dB, dC: contiguous
@@ -246,8 +248,8 @@ def _bwd_kernel(u_ptr, dl_ptr, z_ptr, a_ptr, b_ptr, c_ptr, dsk_ptr, bias_ptr,
         if SOFTPLUS:
             xn = _softplus(xn)
         dt_nx = tl.where(m2n, xn, 0.)
-        go = tl.load(go_ptr + io_row[:, None] + tok[None, :], mask=m2,
-                     other=0.).to(tl.float32)
+        go = tl.load(go_ptr + io_row[:, None] + tok[None, :] * si_l,
+                     mask=m2, other=0.).to(tl.float32)
         if HAS_Z:
             zv = tl.load(z_row[:, None] + tok[None, :] * sz_l, mask=m2,
                          other=0.).to(tl.float32)
@@ -304,11 +306,11 @@ def _bwd_kernel(u_ptr, dl_ptr, z_ptr, a_ptr, b_ptr, c_ptr, dsk_ptr, bias_ptr,
                 if HAS_D:
                     y += dsk[:, None] * uv
                 dz = go * y * sz * (1. + zv * (1. - sz))
-                tl.store(dz_ptr + io_row[:, None] + tok[None, :],
+                tl.store(dz_ptr + io_row[:, None] + tok[None, :] * si_l,
                          dz.to(dz_ptr.dtype.element_ty), mask=m2)
-            tl.store(du_ptr + io_row[:, None] + tok[None, :],
+            tl.store(du_ptr + io_row[:, None] + tok[None, :] * si_l,
                      du.to(du_ptr.dtype.element_ty), mask=m2)
-            tl.store(ddl_ptr + io_row[:, None] + tok[None, :],
+            tl.store(ddl_ptr + io_row[:, None] + tok[None, :] * si_l,
                      ddt.to(ddl_ptr.dtype.element_ty), mask=m2)
             da_acc += tl.sum(gdt * ah_prev, axis=2)
             gb = tl.sum(gdt * uv[:, None, :], axis=0)  # (NP, CHUNK)
@@ -339,8 +341,9 @@ def _bwd_seq_kernel(u_ptr, dl_ptr, z_ptr, a_ptr, b_ptr, c_ptr, dsk_ptr,
                     gend_ptr, decay_ptr, scr_ptr, du_ptr, ddl_ptr, dz_ptr,
                     da_ptr, dbp_ptr, dcp_ptr, dd_ptr, dbias_ptr, D, L, DZ,
                     su_b, su_d, su_l, sd_b, sd_d, sd_l, sz_b, sz_d, sz_l,
-                    sb_b, sb_g, sb_n, sb_l, sc_b, sc_g, sc_n, sc_l, NT, CPS,
-                    NS, CH_PER_ORDER, CH_PER_GROUP, N: tl.constexpr,
+                    sb_b, sb_g, sb_n, sb_l, sc_b, sc_g, sc_n, sc_l, si_b,
+                    si_d, si_l, NT, CPS, NS, CH_PER_ORDER, CH_PER_GROUP,
+                    N: tl.constexpr,
                     NP: tl.constexpr, BLOCK_D: tl.constexpr,
                     CHUNK: tl.constexpr, UNROLL: tl.constexpr,
                     SOFTPLUS: tl.constexpr, HAS_BIAS: tl.constexpr,
@@ -381,7 +384,7 @@ def _bwd_seq_kernel(u_ptr, dl_ptr, z_ptr, a_ptr, b_ptr, c_ptr, dsk_ptr,
     u_row = u_ptr + bid * su_b + offs_d * su_d
     dl_row = dl_ptr + bid * sd_b + offs_d * sd_d
     z_row = z_ptr + bid * sz_b + (offs_d % DZ) * sz_d
-    io_row = (bid * D + offs_d) * L  # go, du, ddelta, dz: contiguous
+    io_row = bid * si_b + offs_d * si_d  # go, du, ddelta, dz
     b_row = b_ptr + bid * sb_b + group_id * sb_g + offs_n * sb_n
     c_row = c_ptr + bid * sc_b + group_id * sc_g + offs_n * sc_n
     part_row = ((bid * nblk + pid_d) * N + offs_n) * L  # dB/dC partials
@@ -438,7 +441,7 @@ def _bwd_seq_kernel(u_ptr, dl_ptr, z_ptr, a_ptr, b_ptr, c_ptr, dsk_ptr,
                 else:
                     dt = xd
                 dt = tl.where(ok, dt, 0.)
-                go = tl.load(go_ptr + io_row + tok, mask=ok,
+                go = tl.load(go_ptr + io_row + tok * si_l, mask=ok,
                              other=0.).to(tl.float32)
                 if HAS_Z:
                     zv = tl.load(z_row + tok * sz_l, mask=ok,
@@ -477,11 +480,11 @@ def _bwd_seq_kernel(u_ptr, dl_ptr, z_ptr, a_ptr, b_ptr, c_ptr, dsk_ptr,
                         if HAS_D:
                             y += dsk * uv
                         dz = go * y * sz * (1. + zv * (1. - sz))
-                        tl.store(dz_ptr + io_row + tok,
+                        tl.store(dz_ptr + io_row + tok * si_l,
                                  dz.to(dz_ptr.dtype.element_ty), mask=ok)
-                    tl.store(du_ptr + io_row + tok,
+                    tl.store(du_ptr + io_row + tok * si_l,
                              du.to(du_ptr.dtype.element_ty), mask=ok)
-                    tl.store(ddl_ptr + io_row + tok,
+                    tl.store(ddl_ptr + io_row + tok * si_l,
                              ddt.to(ddl_ptr.dtype.element_ty), mask=ok)
                     da_acc += gdt * ah_prev
                     gb = tl.sum(gdt * uv[:, None], axis=0)
@@ -597,6 +600,22 @@ def _strides3(x):
     return x.stride(0), x.stride(1), x.stride(2)
 
 
+def channels_last(x: torch.Tensor) -> bool:
+    """Whether a ``(B, D, L)`` tensor has its channels closer in memory than
+    its tokens (a ``(B, L, D)`` tensor seen through a transpose)."""
+    return x.shape[1] > 1 and x.stride(1) < x.stride(2)
+
+
+def empty_like_layout(shape, like: torch.Tensor, dtype) -> torch.Tensor:
+    """An empty ``(B, D, L)`` tensor, channels-last when ``like`` is (so the
+    kernels write it with the access pattern they read ``like`` with), else
+    contiguous."""
+    if channels_last(like):
+        return torch.empty(shape[0], shape[2], shape[1], device=like.device,
+                           dtype=dtype).transpose(1, 2)
+    return torch.empty(shape, device=like.device, dtype=dtype)
+
+
 def _compose_forward(end, decay):
     """True start state of each split: ``h_0 = 0``,
     ``h_{s+1} = decay_s * h_s + end_s``; ``end``, ``decay`` ``(B, S, D, N)``.
@@ -634,22 +653,23 @@ def fused_scan_forward(u, delta, A, B, C, Dskip, z, bias, softplus, perm,
         plan (dict): From :func:`plan_scan`.
 
     Returns:
-        tuple: ``out`` ``(Bt, D, L)`` contiguous in ``u``'s dtype, ``last``
+        tuple: ``out`` ``(Bt, D, L)`` in ``u``'s dtype (channels-last when
+        ``u`` is, see :func:`channels_last`, else contiguous), ``last``
         ``(Bt, D, N)`` float32, checkpoints ``(Bt, NT, D, N)`` float32.
     """
     nbatch, dim, length = u.shape
     groups, nstate = B.shape[1], A.shape[1]
     f32 = dict(device=u.device, dtype=torch.float32)
     nchunk, nsplit = plan['nchunk'], plan['nsplit']
-    out = torch.empty(nbatch, dim, length, device=u.device, dtype=u.dtype)
+    out = empty_like_layout((nbatch, dim, length), u, u.dtype)
     ckpt = torch.empty(nbatch, nchunk, dim, nstate, **f32)
     end = torch.empty(nbatch, nsplit, dim, nstate, **f32)
     h0 = torch.zeros(nbatch, nsplit, dim, nstate, **f32)
     zz = u if z is None else z
     grid = (nbatch, dim // plan['block_d'], nsplit)
     args = (dim, length, zz.shape[1], *_strides3(u), *_strides3(delta),
-            *_strides3(zz), *B.stride(), *C.stride(), nchunk, plan['cps'],
-            nsplit, dim // perm.shape[0], dim // groups)
+            *_strides3(zz), *B.stride(), *C.stride(), *_strides3(out),
+            nchunk, plan['cps'], nsplit, dim // perm.shape[0], dim // groups)
     meta = dict(N=nstate, NP=plan['np2'], BLOCK_D=plan['block_d'],
                 CHUNK=plan['chunk'], UNROLL=plan['unroll'],
                 SOFTPLUS=bool(softplus),
@@ -673,24 +693,26 @@ def fused_scan_backward(u, delta, A, B, C, Dskip, z, bias, softplus, perm,
 
     Args:
         The inputs of :func:`fused_scan_forward`, its checkpoints ``ckpt``,
-        ``gout`` ``(Bt, D, L)`` (made contiguous here) and ``glast``
-        ``(Bt, D, N)``.
+        ``gout`` ``(Bt, D, L)`` (copied to ``u``'s layout when its strides
+        differ) and ``glast`` ``(Bt, D, N)``.
 
     Returns:
         tuple: ``du``, ``ddelta`` ``(Bt, D, L)`` in ``u``'s / ``delta``'s
-        dtype; ``dz`` (``z``'s shape and dtype, or None), ``dA`` ``(D, N)``,
-        ``dB``, ``dC`` ``(Bt, G, N, L)`` float32, ``dD``, ``dbias`` ``(D,)``
-        float32 (or None).
+        dtype and ``u``'s layout; ``dz`` (``z``'s shape and dtype, or
+        None), ``dA`` ``(D, N)``, ``dB``, ``dC`` ``(Bt, G, N, L)`` float32,
+        ``dD``, ``dbias`` ``(D,)`` float32 (or None).
     """
     nbatch, dim, length = u.shape
     groups, nstate = B.shape[1], A.shape[1]
     f32 = dict(device=u.device, dtype=torch.float32)
     bd, nsplit, nchunk = plan['bwd_block_d'], plan['nsplit'], plan['nchunk']
-    gout = gout.contiguous()
-    du = torch.empty(nbatch, dim, length, device=u.device, dtype=u.dtype)
-    ddl = torch.empty(nbatch, dim, length, device=u.device, dtype=delta.dtype)
-    dz_full = None if z is None else torch.empty(
-        nbatch, dim, length, device=u.device, dtype=z.dtype)
+    shape = (nbatch, dim, length)
+    # du, ddelta, dz and the incoming gout share one layout: u's
+    du = empty_like_layout(shape, u, u.dtype)
+    if gout.stride() != du.stride():
+        gout = empty_like_layout(shape, u, gout.dtype).copy_(gout)
+    ddl = empty_like_layout(shape, u, delta.dtype)
+    dz_full = None if z is None else empty_like_layout(shape, u, z.dtype)
     da = torch.empty(nbatch, nsplit, dim, nstate, **f32)
     db = torch.zeros(nbatch, groups, nstate, length, **f32)  # 'scan'
     dc = torch.zeros(nbatch, groups, nstate, length, **f32)
@@ -699,8 +721,8 @@ def fused_scan_backward(u, delta, A, B, C, Dskip, z, bias, softplus, perm,
     zz = u if z is None else z
     grid = (nbatch, dim // bd, nsplit)
     args = (dim, length, zz.shape[1], *_strides3(u), *_strides3(delta),
-            *_strides3(zz), *B.stride(), *C.stride(), nchunk, plan['cps'],
-            nsplit, dim // perm.shape[0], dim // groups, groups)
+            *_strides3(zz), *B.stride(), *C.stride(), *_strides3(du), nchunk,
+            plan['cps'], nsplit, dim // perm.shape[0], dim // groups, groups)
     meta = dict(N=nstate, NP=plan['np2'], BLOCK_D=bd, CHUNK=plan['chunk'],
                 SOFTPLUS=bool(softplus), HAS_BIAS=bias is not None,
                 HAS_D=Dskip is not None, HAS_Z=z is not None,
@@ -747,9 +769,8 @@ def fused_scan_backward(u, delta, A, B, C, Dskip, z, bias, softplus, perm,
     dz = None
     if z is not None:
         rep = dim // z.shape[1]
-        dz = dz_full if rep == 1 else dz_full.view(
-            nbatch, rep, z.shape[1], length).sum(1, dtype=torch.float32).to(
-                z.dtype)
+        dz = dz_full if rep == 1 else dz_full.unflatten(
+            1, (rep, z.shape[1])).sum(1, dtype=torch.float32).to(z.dtype)
     return (du, ddl, dz, da.sum((0, 1)), db, dc,
             dd.sum((0, 1)) if Dskip is not None else None,
             dbias.sum((0, 1)) if bias is not None else None)

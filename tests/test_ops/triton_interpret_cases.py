@@ -114,9 +114,10 @@ def public_op_split_l():
 
 def shared_gate_strided_inputs():
     """A gate shared by two channel chunks (``z`` ``(B, D/2, L)``) and
-    ``u``/``delta``/``z``/``B``/``C`` as transposed views of ``(B, L, .)``
-    tensors (read through their strides, not copied), against the reference
-    with the gate repeated and contiguous inputs."""
+    ``u``/``delta``/``B``/``C`` as transposed views of ``(B, L, .)``
+    tensors (read through their strides, not copied; the outputs come back
+    channels-last), against the reference with the gate repeated and
+    contiguous inputs."""
     t = make_inputs(2, 8, 19, 4, groups=2, seed=11)
     zs = t['z'][:, :4].detach().clone().requires_grad_()
     kw = dict(order=['forward', 'reverse'])
@@ -132,6 +133,10 @@ def shared_gate_strided_inputs():
     if ts['u'].is_contiguous() or ts['B'].is_contiguous():
         bad.append('inputs are not strided views')
     got = run_scan(triton_scan(), ts, **kw)
+    # channels-last in, channels-last out (and du/ddelta), written in place
+    for name in ('y', 'du', 'ddelta'):
+        if got[name].stride(1) != 1:
+            bad.append(f'{name} is not channels-last: {got[name].stride()}')
     tr = dict(t, z=zs.detach().repeat(1, 2, 1).requires_grad_())
     want = run_scan(selective_scan_ref, tr, **kw)
     want['dz'] = want['dz'].view(2, 2, 4, 19).sum(1)
