@@ -887,9 +887,9 @@ def parse_args(argv=None):
                         'TRITON_INTERPRET=1 and --quick)')
     parser.add_argument('--out', default='work_dirs/gpu_check.json',
                         help='JSON file of the results')
-    parser.add_argument('--only', default=None, metavar='SUBSTR',
+    parser.add_argument('--only', default=None, metavar='SUBSTR[,SUBSTR]',
                         help='run only the correctness cases whose name '
-                        'contains SUBSTR')
+                        'contains one of the comma-separated SUBSTRs')
     parser.add_argument('--inject-error', default=None, metavar='CASE',
                         help='add %g x max|y_ref| to one element of the '
                         'Triton output of correctness case CASE (tests that '
@@ -915,9 +915,11 @@ def parse_args(argv=None):
         parser.error('--device cuda: no CUDA device is available (on a CPU '
                      'machine: TRITON_INTERPRET=1 ... --quick --device cpu)')
     names = [c['name'] for c in correctness_cases(args.quick)]
-    if args.only is not None and not any(args.only in n for n in names):
-        parser.error(f'--only {args.only!r} matches no case (see '
-                     '--list-cases)')
+    if args.only is not None:
+        for sub in args.only.split(','):
+            if not any(sub in n for n in names):
+                parser.error(f'--only {sub!r} matches no case (see '
+                             '--list-cases)')
     if args.inject_error is not None and args.inject_error not in names:
         parser.error(f'--inject-error {args.inject_error!r} is not a case '
                      'name (see --list-cases)')
@@ -966,8 +968,8 @@ def main(argv=None) -> int:
         rep.say('NOTE: import mmssm.models.backbones failed: '
                 + setup['backbones_import_error'])
     timings = meta['section_s'] = {}
-    todo = [c for c in cases
-            if args.only is None or args.only in c['name']]
+    todo = [c for c in cases if args.only is None
+            or any(sub in c['name'] for sub in args.only.split(','))]
     sections = []
     if not args.skip_correctness:
         sections.append(('correctness', lambda: check_correctness(
