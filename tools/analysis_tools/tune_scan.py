@@ -56,17 +56,34 @@ def main(argv=None):
     parser.add_argument('--budget-s', type=float, default=240)
     parser.add_argument('--top', type=int, default=3,
                         help='forward plans carried to the other shapes')
+    parser.add_argument('--quick', action='store_true',
+                        help='tiny shapes on the CPU under TRITON_INTERPRET=1'
+                        ' with one timed call each (checks the script, '
+                        'times mean nothing)')
     args = parser.parse_args(argv)
+    global RUNS
+    if args.quick:
+        if os.environ.get('TRITON_INTERPRET') != '1':
+            parser.error('--quick needs TRITON_INTERPRET=1')
+        RUNS = [((2, 32, 40, 4), 'fp32', True), ((1, 16, 70, 4), 'fp32',
+                                                   True),
+                ((2, 16, 20, 4), 'bf16', False)]
     import gpu_check
     gpu_check.setup_imports()
     import torch
     from triton.testing import do_bench
+    if args.quick:
+
+        def do_bench(fn, **kw):  # noqa: F811  (one timed call)
+            t0 = time.perf_counter()
+            fn()
+            return (time.perf_counter() - t0) * 1e3
 
     from mmssm.ops import resolve_scan_order
     from mmssm.ops.scan_triton import selective_scan_triton
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-    dev = torch.device('cuda')
+    dev = torch.device('cpu' if args.quick else 'cuda')
     deadline = time.time() + args.budget_s
     dtypes = dict(fp32=torch.float32, bf16=torch.bfloat16)
     rows, ranked = [], []
@@ -74,7 +91,8 @@ def main(argv=None):
     def save():
         os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
         with open(args.out, 'w') as f:
-            json.dump(dict(gpu=torch.cuda.get_device_name(), rows=rows), f,
+            json.dump(dict(gpu=None if args.quick else
+                           torch.cuda.get_device_name(), rows=rows), f,
                       indent=1)
 
     def inputs(shape, dt, layout):
@@ -164,7 +182,8 @@ def main(argv=None):
                 measure(shape, dname, lay, dict(plan, **bplan), split_l,
                         bwd=True)
         save()
-        torch.cuda.empty_cache()
+        if not args.quick:
+            torch.cuda.empty_cache()
     save()
 
 
