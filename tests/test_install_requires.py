@@ -23,6 +23,7 @@ DISTRIBUTION = {'cv2': 'opencv-python', 'llvmlite': 'numba'}
 #: Modules with a module-level import of an optional package, imported only
 #: lazily by mmssm (checked by test_lazy_modules_are_not_imported).
 LAZY_MODULES = {
+    'kernels/conv1d.py': 'mmssm.kernels.conv1d',
     'kernels/selective_scan.py': 'mmssm.kernels.selective_scan',
     'mmssm/ops/scan_triton.py': 'mmssm.ops.scan_triton',
 }

@@ -23,6 +23,20 @@ flips the result back; here that is computed as the equivalent anti-causal
 conv on the original order (zero padding on the right, kernel taps reversed),
 so no flipped copy of the sequence is ever made, only of the 4-tap kernel.
 
+On CUDA the mixers take a copy-free layout (:meth:`MambaMixer._forward_fused`):
+``in_proj``'s ``(B, L, 2 * d_inner)`` output is split into views, the convs of
+all directions + SiLU are ONE fused Triton kernel
+(:func:`mmssm.ops.conv1d_triton.causal_conv1d_silu`) that reads the ``x``
+view in place and writes every direction's ``u`` into one
+``(B, K * d_inner, L)`` tensor, ``x_proj`` and ``dt_proj`` of all directions
+are batched matmuls with stacked weights writing ``(B, K, ., L)`` outputs
+(``delta`` is ``(B, K * d_inner, L)`` without a concatenation), and the gate
+``z`` goes to the scan unrepeated (``(B, d_inner, L)``, shared by the
+directions). No ``torch.cat``/``repeat``/``contiguous`` of a full
+activation is made; only the small ``B``/``C`` ``(B, K, N, L)`` and the
+stacked parameters are copied. The CPU path is unchanged (the fused numba
+inference path, or the per-direction path below for training).
+
 Parameter names and shapes follow the official Vim checkpoints
 (``mixer.{in_proj,conv1d,conv1d_b,x_proj,x_proj_b,dt_proj,dt_proj_b}``,
 ``mixer.{out_proj,A_log,A_b_log,D,D_b}``), so they load unchanged.
@@ -36,42 +50,13 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 
 from mmssm.ops import selective_scan
+from mmssm.ops.conv1d_triton import causal_conv1d, causal_conv1d_silu
 from mmssm.ops.cpu_threads import parallel_linear
 from mmssm.ops.mixer_cpu import (fast_path_enabled, mamba_mixer_cpu_inference,
                                   prepare_mixer_weights)
 from .ssm_init import a_log_init, dt_proj_init_
 
 __all__ = ['MambaMixer', 'BiMambaMixer', 'causal_conv1d']
-
-
-def causal_conv1d(x: torch.Tensor,
-                  weight: torch.Tensor,
-                  bias: Optional[torch.Tensor] = None,
-                  reverse: bool = False) -> torch.Tensor:
-    """Depthwise causal (or anti-causal) 1D convolution.
-
-    With ``reverse=False`` output ``t`` sees inputs ``t-k+1 .. t`` (zero
-    padding on the left): Mamba's causal conv. With ``reverse=True`` it sees
-    inputs ``t .. t+k-1`` through the reversed kernel (zero padding on the
-    right), which equals ``flip(causal_conv1d(flip(x)))`` without flipping
-    ``x``: the conv of the backward branch of a bidirectional mixer.
-
-    Args:
-        x (torch.Tensor): Input ``(B, C, L)``.
-        weight (torch.Tensor): Depthwise kernel ``(C, 1, k)``.
-        bias (torch.Tensor, optional): Bias ``(C,)``.
-        reverse (bool): Anti-causal (backward direction). Defaults to False.
-
-    Returns:
-        torch.Tensor: ``(B, C, L)``.
-    """
-    k = weight.shape[-1]
-    if reverse:
-        x = F.pad(x, (0, k - 1))
-        weight = weight.flip(-1)
-    else:
-        x = F.pad(x, (k - 1, 0))
-    return F.conv1d(x, weight, bias, groups=weight.shape[0])
 
 
 class MambaMixer(BaseModule):
@@ -97,10 +82,25 @@ class MambaMixer(BaseModule):
             :func:`mmssm.ops.selective_scan` (``None`` picks the fastest for
             the device). Defaults to None.
         init_cfg (dict, optional): Initialization config. Defaults to None.
+
+    Attributes:
+        fused_path (bool | None): Use the copy-free layout of
+            :meth:`_forward_fused` (fused conv kernel, batched projections,
+            unrepeated gate). ``None`` (default): for CUDA tensors, except
+            under ``torch.jit.trace``; ``True``/``False`` force it on/off
+            (on CPU tensors it then runs with the torch conv, or the Triton
+            one under ``TRITON_INTERPRET=1`` with ``conv_impl='triton'``;
+            how the tests compare it with the per-direction path).
+        conv_impl (str | None): ``impl`` of
+            :func:`mmssm.ops.conv1d_triton.causal_conv1d_silu` on the fused
+            path (``None``: Triton for CUDA tensors when triton is installed,
+            else torch).
     """
 
     #: Scan orders of the directions, in channel-chunk order.
     directions: Tuple[str, ...] = ('forward', )
+    fused_path: Optional[bool] = None
+    conv_impl: Optional[str] = None
 
     def __init__(self,
                  embed_dims: int,
@@ -218,6 +218,8 @@ class MambaMixer(BaseModule):
         if self.directions in (('forward', ), ('forward', 'reverse')) and \
                 fast_path_enabled(x, self.scan_impl):
             return self._forward_cpu_inference(x)
+        if self._use_fused_path(x):
+            return self._forward_fused(x)
         xz = self.in_proj(x).transpose(1, 2)  # (B, 2 * d_inner, L)
         x, z = xz.chunk(2, dim=1)
         us, deltas, bs, cs, As, Ds, biases = [], [], [], [], [], [], []
@@ -244,6 +246,68 @@ class MambaMixer(BaseModule):
                 z=z.repeat(1, k, 1), delta_bias=torch.cat(biases, dim=0),
                 delta_softplus=True, order=list(self.directions),
                 impl=self.scan_impl)
+        y = self._combine(y)
+        return self.out_proj(y.transpose(1, 2))
+
+    def _use_fused_path(self, x: torch.Tensor) -> bool:
+        """Whether :meth:`forward` takes :meth:`_forward_fused` (see
+        ``fused_path``)."""
+        if self.fused_path is None:
+            return x.is_cuda and not torch.jit.is_tracing()
+        return bool(self.fused_path)
+
+    def _stacked(self, name: str) -> torch.Tensor:
+        """The ``weight`` of module ``name`` of every direction, stacked
+        ``(K, out, in)`` (a view for one direction)."""
+        weights = [
+            getattr(self, f'{name}{self._suffix(d)}').weight
+            for d in self.directions
+        ]
+        return weights[0][None] if len(weights) == 1 else torch.stack(weights)
+
+    def _forward_fused(self, x: torch.Tensor) -> torch.Tensor:
+        """The copy-free layout (the CUDA training and inference path).
+
+        Same math as the per-direction path of :meth:`forward`; the
+        activations are laid out for the scan as they are produced:
+
+        * ``x`` and ``z`` are ``(B, L, d_inner)`` views of ``in_proj``'s
+          output (``z`` goes to the scan transposed, unrepeated: the scan
+          shares a ``(B, d_inner, L)`` gate between the directions);
+        * one fused conv + SiLU (:func:`causal_conv1d_silu`) reads ``x`` in
+          place and writes ``u`` ``(B, K * d_inner, L)``, direction ``k`` in
+          channel chunk ``k``;
+        * ``x_proj`` and ``dt_proj`` of all directions are batched matmuls
+          (stacked weights ``(K, out, in)``, batch ``(B, K)``) giving
+          ``(B, K, R + 2N, L)`` and ``delta`` ``(B, K, d_inner, L)``, i.e.
+          ``(B, K * d_inner, L)`` as a view; ``B``/``C`` are
+          ``(B, K, N, L)`` views (the scan makes these small ones
+          contiguous).
+        """
+        k = len(self.directions)
+        batch, length, _ = x.shape
+        x_in, z = self.in_proj(x).chunk(2, dim=-1)  # (B, L, d_inner) views
+        convs = [getattr(self, f'conv1d{self._suffix(d)}')
+                 for d in self.directions]
+        u = causal_conv1d_silu(
+            x_in.transpose(1, 2), [c.weight for c in convs],
+            [c.bias for c in convs],
+            [d == 'reverse' for d in self.directions],
+            impl=self.conv_impl)  # (B, K * d_inner, L)
+        x_dbl = torch.matmul(
+            self._stacked('x_proj'), u.view(batch, k, self.d_inner, length))
+        dt, b, c = torch.split(
+            x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=2)
+        # the dt_proj bias is the scan's delta_bias (added in fp32 there)
+        delta = torch.matmul(self._stacked('dt_proj'), dt)
+        params = [self._ssm_params(self._suffix(d)) for d in self.directions]
+        A, D, delta_bias = (p[0] if k == 1 else torch.cat(p, dim=0)
+                            for p in zip(*params))
+        y = selective_scan(
+            u, delta.view(batch, k * self.d_inner, length), A, b, c, D,
+            z=z.transpose(1, 2), delta_bias=delta_bias, delta_softplus=True,
+            order=self.directions[0] if k == 1 else list(self.directions),
+            impl=self.scan_impl)
         y = self._combine(y)
         return self.out_proj(y.transpose(1, 2))
 

@@ -121,3 +121,39 @@ def test_mixer_param_names_and_errors():
         m(torch.randn(2, 5, 96))
     with pytest.raises(ValueError, match='dt_rank'):
         MambaMixer(16, dt_rank=0)
+
+
+@pytest.mark.parametrize('length', [1, 17])
+@pytest.mark.parametrize('cls,kwargs', [(MambaMixer, {}),
+                                        (BiMambaMixer, {}),
+                                        (BiMambaMixer, dict(divide_out=False)),
+                                        (BiMambaMixer, dict(d_conv=3))])
+def test_fused_layout_matches_per_direction_path(cls, kwargs, length):
+    """The CUDA layout (``fused_path``: batched projections, one
+    ``(B, K * d_inner, L)`` ``u``/``delta``, the gate unrepeated), forced on
+    CPU tensors with the torch conv, equals the per-direction path in the
+    output and every gradient. (The Triton conv on this path:
+    tests/test_ops/test_conv1d_triton.py.)"""
+    torch.manual_seed(0)
+    m = cls(12, d_state=4, **kwargs)
+    _randomize(m)
+    x = torch.randn(2, length, 12, requires_grad=True)
+    results = []
+    for fused in (False, True):
+        m.fused_path = fused
+        out = m(x)
+        g = torch.randn(out.shape, generator=torch.Generator().manual_seed(1))
+        results.append([out] + list(
+            torch.autograd.grad(out, [x] + list(m.parameters()), g)))
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_fused_path_is_for_cuda_tensors():
+    m = BiMambaMixer(8, d_state=4)
+    x = torch.randn(1, 3, 8)
+    assert m.fused_path is None and not m._use_fused_path(x)
+    m.fused_path = True
+    assert m._use_fused_path(x)
+    m.fused_path = False
+    assert not m._use_fused_path(x)
