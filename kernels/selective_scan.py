@@ -21,18 +21,33 @@ Forward (:func:`_fwd_kernel`), after the design of mamba_ssm's CUDA kernel
 (one block per channel row, states in registers): one program per (batch,
 block of ``BLOCK_D`` channels, split of the sequence) keeps the
 ``(BLOCK_D, N)`` state in registers and walks the visited positions one at a
-time; per position it loads ``BLOCK_D`` values of each activation and ``N``
-of ``B`` and ``C`` (shared by the block). Every ``CHUNK`` positions it saves
-the state (``(B, L / CHUNK, D, N)`` checkpoints, all the backward keeps).
+time (``UNROLL`` positions per basic block, so that their loads and gates
+can overlap); per position it loads ``BLOCK_D`` values of each activation
+and ``N`` of ``B`` and ``C`` (shared by the block). Every ``CHUNK``
+positions it saves the state (``(B, L / CHUNK, N, D)`` checkpoints, all the
+backward keeps). The output, ``du``, ``ddelta`` and ``dz`` are written in
+``u``'s layout: a channels-last ``u`` (a ``(B, L, D)`` projection seen as
+``(B, D, L)``) makes every per-position access one contiguous run of
+``BLOCK_D`` values.
 
-Backward (:func:`_bwd_kernel`): one program per (batch, channel block,
-split) walks the chunks from the last to the first; per chunk it recomputes
-the states from the chunk's checkpoint with a ``tl.associative_scan`` over the
-``CHUNK`` positions, runs the reverse scan of ``dL/dh`` (``g_t = gy_t C_t +
-a_{t+1} g_{t+1}``) and writes ``du``, ``ddelta`` and ``dz`` once; ``dB``/
-``dC`` (shared by the channels of a group) are summed over the block first
-and added with one atomic per (token, state); ``dA``, ``dD`` and
-``d delta_bias`` are summed per program and reduced by the caller.
+Two backward kernels (``plan['bwd']``):
+
+* ``'scan'`` (:func:`_bwd_kernel`): one program per (batch, channel block,
+  split) walks the chunks from the last to the first; per chunk it
+  recomputes the states from the chunk's checkpoint with a
+  ``tl.associative_scan`` over the ``CHUNK`` positions, runs the reverse scan
+  of ``dL/dh`` (``g_t = gy_t C_t + a_{t+1} g_{t+1}``) and writes ``du``,
+  ``ddelta`` and ``dz`` once; ``dB``/``dC`` (shared by the channels of a
+  group) are summed over the block first and added with one atomic per
+  (token, state).
+* ``'seq'`` (:func:`_bwd_seq_kernel`): the same walk one position at a time
+  like the forward, the chunk's states recomputed into a per-program scratch
+  (``CHUNK x BLOCK_D x N``, meant to stay in cache) and read back in reverse;
+  ``dB``/``dC`` are written per channel block and summed by the caller (no
+  atomics, deterministic).
+
+``dA``, ``dD`` and ``d delta_bias`` are summed per program and reduced by the
+caller.
 
 Every channel block lies inside one order chunk and one B/C group (the
 launcher picks ``BLOCK_D`` as a power of two dividing both chunk sizes), so a
@@ -48,7 +63,8 @@ every split scans again from its true start, writing the outputs. The
 backward does the same in reverse with ``dL/dh``.
 
 This module imports torch and triton and nothing of mmssm. It is tested on
-the CPU with ``TRITON_INTERPRET=1``.
+the CPU with ``TRITON_INTERPRET=1``; :func:`plan_scan` says which plans were
+timed on a GPU.
 """
 import math
 
@@ -113,14 +129,18 @@ def _fwd_kernel(u_ptr, dl_ptr, z_ptr, a_ptr, b_ptr, c_ptr, dsk_ptr, bias_ptr,
     offs_d = d0 + tl.arange(0, BLOCK_D)
     offs_n = tl.arange(0, NP)
     mask_n = offs_n < N
-    mask_dn = (offs_d[:, None] < D) & mask_n[None, :]
+    # (state, channel) tiles: a thread holds states of one channel, so the
+    # per-channel work (softplus, gate) is done once per thread and the sum
+    # over the states is (mostly) inside a thread.
+    mask_nd = mask_n[:, None] & (offs_d[None, :] < D)
     order_id = d0 // CH_PER_ORDER
     group_id = d0 // CH_PER_GROUP
     kind = tl.load(kind_ptr + order_id)
-    a_mat = tl.load(a_ptr + offs_d[:, None] * N + offs_n[None, :],
-                    mask=mask_dn, other=0.).to(tl.float32)
-    state = ((bid * NS + split) * D + offs_d[:, None]) * N + offs_n[None, :]
-    h = tl.load(h0_ptr + state, mask=mask_dn, other=0.)
+    # A, states and checkpoints are stored (N, D): channel-contiguous
+    a_mat = tl.load(a_ptr + offs_n[:, None] * D + offs_d[None, :],
+                    mask=mask_nd, other=0.).to(tl.float32)
+    state = ((bid * NS + split) * N + offs_n[:, None]) * D + offs_d[None, :]
+    h = tl.load(h0_ptr + state, mask=mask_nd, other=0.)
     if HAS_BIAS:
         bias = tl.load(bias_ptr + offs_d).to(tl.float32)
     if HAS_D:
@@ -136,8 +156,8 @@ def _fwd_kernel(u_ptr, dl_ptr, z_ptr, a_ptr, b_ptr, c_ptr, dsk_ptr, bias_ptr,
     c_end = tl.minimum(c_begin + CPS, NT)
     for c in range(c_begin, c_end):
         if WRITE_Y:
-            tl.store(ckpt_ptr + ((bid * NT + c) * D + offs_d[:, None]) * N +
-                     offs_n[None, :], h, mask=mask_dn)
+            tl.store(ckpt_ptr + ((bid * NT + c) * N + offs_n[:, None]) * D +
+                     offs_d[None, :], h, mask=mask_nd)
         t_end = tl.minimum(c * CHUNK + CHUNK, L)
         for t0 in range(c * CHUNK, t_end, UNROLL):
             # UNROLL positions in one basic block: their loads and gates
@@ -157,12 +177,12 @@ def _fwd_kernel(u_ptr, dl_ptr, z_ptr, a_ptr, b_ptr, c_ptr, dsk_ptr, bias_ptr,
                 dt = tl.where(ok, dt, 0.)  # a = 1, b = 0: the state passes
                 bv = tl.load(b_row + tok * sb_l, mask=mask_n & ok,
                              other=0.).to(tl.float32)
-                h = (tl.exp(dt[:, None] * a_mat) * h +
-                     (dt * u)[:, None] * bv[None, :])
+                h = (tl.exp(dt[None, :] * a_mat) * h +
+                     bv[:, None] * (dt * u)[None, :])
                 if WRITE_Y:
                     cv = tl.load(c_row + tok * sc_l, mask=mask_n & ok,
                                  other=0.).to(tl.float32)
-                    y = tl.sum(h * cv[None, :], axis=1)
+                    y = tl.sum(h * cv[:, None], axis=0)
                     if HAS_D:
                         y += dsk * u
                     if HAS_Z:
@@ -173,10 +193,10 @@ def _fwd_kernel(u_ptr, dl_ptr, z_ptr, a_ptr, b_ptr, c_ptr, dsk_ptr, bias_ptr,
                              y.to(out_ptr.dtype.element_ty), mask=ok)
                 else:
                     dt_sum += dt
-    tl.store(end_ptr + state, h, mask=mask_dn)
+    tl.store(end_ptr + state, h, mask=mask_nd)
     if not WRITE_Y:
-        tl.store(decay_ptr + state, tl.exp(a_mat * dt_sum[:, None]),
-                 mask=mask_dn)
+        tl.store(decay_ptr + state, tl.exp(a_mat * dt_sum[None, :]),
+                 mask=mask_nd)
 
 
 @triton.jit
@@ -209,10 +229,10 @@ def _bwd_kernel(u_ptr, dl_ptr, z_ptr, a_ptr, b_ptr, c_ptr, dsk_ptr, bias_ptr,
     order_id = d0 // CH_PER_ORDER
     group_id = d0 // CH_PER_GROUP
     kind = tl.load(kind_ptr + order_id)
-    a_mat = tl.load(a_ptr + offs_d[:, None] * N + offs_n[None, :],
+    a_mat = tl.load(a_ptr + offs_n[None, :] * D + offs_d[:, None],
                     mask=mask_dn, other=0.).to(tl.float32)
     a3 = a_mat[:, :, None]
-    state = ((bid * NS + split) * D + offs_d[:, None]) * N + offs_n[None, :]
+    state = ((bid * NS + split) * N + offs_n[None, :]) * D + offs_d[:, None]
     g_next = tl.load(g0_ptr + state, mask=mask_dn, other=0.).to(tl.float32)
     if HAS_BIAS:
         bias = tl.load(bias_ptr + offs_d).to(tl.float32)
@@ -282,8 +302,8 @@ def _bwd_kernel(u_ptr, dl_ptr, z_ptr, a_ptr, b_ptr, c_ptr, dsk_ptr, bias_ptr,
                          mask=mask_n[:, None] & in_l[None, :],
                          other=0.).to(tl.float32)
             # the states of the chunk, from its checkpoint
-            h0 = tl.load(ckpt_ptr + ((bid * NT + c) * D + offs_d[:, None]) *
-                         N + offs_n[None, :], mask=mask_dn, other=0.)
+            h0 = tl.load(ckpt_ptr + ((bid * NT + c) * N + offs_n[None, :]) *
+                         D + offs_d[:, None], mask=mask_dn, other=0.)
             a = tl.exp(dt[:, None, :] * a3)
             bx = (dt * uv)[:, None, :] * bv[None, :, :]
             a_cum, h_loc = tl.associative_scan((a, bx), 2, _combine)
@@ -373,9 +393,9 @@ def _bwd_seq_kernel(u_ptr, dl_ptr, z_ptr, a_ptr, b_ptr, c_ptr, dsk_ptr,
     order_id = d0 // CH_PER_ORDER
     group_id = d0 // CH_PER_GROUP
     kind = tl.load(kind_ptr + order_id)
-    a_mat = tl.load(a_ptr + offs_d[:, None] * N + offs_n[None, :],
+    a_mat = tl.load(a_ptr + offs_n[None, :] * D + offs_d[:, None],
                     mask=mask_dn, other=0.).to(tl.float32)
-    state = ((bid * NS + split) * D + offs_d[:, None]) * N + offs_n[None, :]
+    state = ((bid * NS + split) * N + offs_n[None, :]) * D + offs_d[:, None]
     ga = tl.load(g0_ptr + state, mask=mask_dn, other=0.).to(tl.float32)
     if HAS_BIAS:
         bias = tl.load(bias_ptr + offs_d).to(tl.float32)
@@ -390,7 +410,7 @@ def _bwd_seq_kernel(u_ptr, dl_ptr, z_ptr, a_ptr, b_ptr, c_ptr, dsk_ptr,
     part_row = ((bid * nblk + pid_d) * N + offs_n) * L  # dB/dC partials
     prog = (bid * nblk + pid_d) * NS + split
     scr = (scr_ptr + prog * (CHUNK * BLOCK_D * NP) +
-           (offs_d[:, None] - d0) * NP + offs_n[None, :])
+           offs_n[None, :] * BLOCK_D + (offs_d[:, None] - d0))
     da_acc = tl.zeros((BLOCK_D, NP), dtype=tl.float32)
     dd_acc = tl.zeros((BLOCK_D, ), dtype=tl.float32)
     dbias_acc = tl.zeros((BLOCK_D, ), dtype=tl.float32)
@@ -403,8 +423,8 @@ def _bwd_seq_kernel(u_ptr, dl_ptr, z_ptr, a_ptr, b_ptr, c_ptr, dsk_ptr,
         t_end = tl.minimum(t_beg + CHUNK, L)
         if GRADS:
             # the states of the chunk, from its checkpoint, into scratch
-            h = tl.load(ckpt_ptr + ((bid * NT + c) * D + offs_d[:, None]) *
-                        N + offs_n[None, :], mask=mask_dn, other=0.)
+            h = tl.load(ckpt_ptr + ((bid * NT + c) * N + offs_n[None, :]) *
+                        D + offs_d[:, None], mask=mask_dn, other=0.)
             for t0 in range(t_beg, t_end, UNROLL):
                 for k in tl.static_range(UNROLL):
                     t = t0 + k
@@ -544,17 +564,23 @@ def plan_scan(nbatch: int, dim: int, length: int, nstate: int, norders: int,
     positions per unrolled step and the backward kernel.
 
     ``block_d`` is rounded down to a power of two dividing the channels of an
-    order chunk and of a B/C group (a block never straddles them). The
-    defaults are the fastest plans measured on an H200 (README, issue #21).
+    order chunk and of a B/C group (a block never straddles them).
+
+    The defaults are the fastest plans of the one H200 sweep so far (README,
+    "The scan on a GPU"): forward 128 state values per one-warp program,
+    no unrolling; the associative-scan backward, 4 channels x 32 positions
+    x N per four-warp program. ``unroll`` > 1 and ``bwd='seq'`` are built and
+    interpreter-tested but not yet timed on a GPU
+    (``tools/analysis_tools/tune_scan.py`` times them).
     """
     per_order, per_group = dim // norders, dim // groups
     unit = math.gcd(per_order, per_group)
     np2 = triton.next_power_of_2(nstate)
-    bwd = 'seq' if bwd is None else bwd
+    bwd = 'scan' if bwd is None else bwd
     if bwd not in BWD_KINDS:
         raise ValueError(f'bwd must be one of {BWD_KINDS}, got {bwd!r}')
     if block_d is None:
-        block_d = max(1, 256 // np2)
+        block_d = max(1, 128 // np2)
     block_d = _pow2_divisor(unit, max(1, int(block_d)))
     if chunk is None:
         chunk = (min(128, max(16, 8192 // (block_d * np2))) if bwd == 'seq'
@@ -565,7 +591,7 @@ def plan_scan(nbatch: int, dim: int, length: int, nstate: int, norders: int,
             1, 2048 // (np2 * chunk))
     bwd_block_d = _pow2_divisor(unit, max(1, int(bwd_block_d)))
     nchunk = triton.cdiv(length, chunk)
-    nblocks = triton.cdiv(dim, min(block_d, bwd_block_d))
+    nblocks = triton.cdiv(dim, block_d)  # forward programs per batch
     if split_l is not None:
         if int(split_l) < 1:
             raise ValueError(f'split_l must be >= 1, got {split_l}')
@@ -581,13 +607,13 @@ def plan_scan(nbatch: int, dim: int, length: int, nstate: int, norders: int,
     cps = triton.cdiv(nchunk, nsplit)
     nsplit = triton.cdiv(nchunk, cps)  # no empty split
     if num_warps is None:
-        num_warps = max(1, min(4, block_d * np2 // 256))
+        num_warps = max(1, min(4, block_d * np2 // 512))
     if bwd_num_warps is None:
         if bwd == 'seq':
             bwd_num_warps = max(1, min(4, bwd_block_d * np2 // 256))
         else:
             bwd_num_warps = 4 if bwd_block_d * np2 * chunk >= 1024 else 2
-    unroll = 4 if unroll is None else int(unroll)
+    unroll = 1 if unroll is None else int(unroll)
     if unroll < 1:
         raise ValueError(f'unroll must be >= 1, got {unroll}')
     return dict(np2=np2, block_d=block_d, bwd_block_d=bwd_block_d,
@@ -655,16 +681,18 @@ def fused_scan_forward(u, delta, A, B, C, Dskip, z, bias, softplus, perm,
     Returns:
         tuple: ``out`` ``(Bt, D, L)`` in ``u``'s dtype (channels-last when
         ``u`` is, see :func:`channels_last`, else contiguous), ``last``
-        ``(Bt, D, N)`` float32, checkpoints ``(Bt, NT, D, N)`` float32.
+        ``(Bt, D, N)`` float32, checkpoints ``(Bt, NT, N, D)`` float32.
     """
     nbatch, dim, length = u.shape
     groups, nstate = B.shape[1], A.shape[1]
     f32 = dict(device=u.device, dtype=torch.float32)
     nchunk, nsplit = plan['nchunk'], plan['nsplit']
     out = empty_like_layout((nbatch, dim, length), u, u.dtype)
-    ckpt = torch.empty(nbatch, nchunk, dim, nstate, **f32)
-    end = torch.empty(nbatch, nsplit, dim, nstate, **f32)
-    h0 = torch.zeros(nbatch, nsplit, dim, nstate, **f32)
+    # states (N, D), channel-contiguous, as the kernels store them
+    A = A.t().contiguous()
+    ckpt = torch.empty(nbatch, nchunk, nstate, dim, **f32)
+    end = torch.empty(nbatch, nsplit, nstate, dim, **f32)
+    h0 = torch.zeros(nbatch, nsplit, nstate, dim, **f32)
     zz = u if z is None else z
     grid = (nbatch, dim // plan['block_d'], nsplit)
     args = (dim, length, zz.shape[1], *_strides3(u), *_strides3(delta),
@@ -684,7 +712,7 @@ def fused_scan_forward(u, delta, A, B, C, Dskip, z, bias, softplus, perm,
         h0 = _compose_forward(end, decay)
     _fwd_kernel[grid](u, delta, zz, A, B, C, dsk, bb, perm, kinds, h0, out,
                       ckpt, end, end, *args, WRITE_Y=True, **meta)
-    return out, end[:, -1].clone(), ckpt
+    return out, end[:, -1].transpose(1, 2).contiguous(), ckpt
 
 
 def fused_scan_backward(u, delta, A, B, C, Dskip, z, bias, softplus, perm,
@@ -713,7 +741,8 @@ def fused_scan_backward(u, delta, A, B, C, Dskip, z, bias, softplus, perm,
         gout = empty_like_layout(shape, u, gout.dtype).copy_(gout)
     ddl = empty_like_layout(shape, u, delta.dtype)
     dz_full = None if z is None else empty_like_layout(shape, u, z.dtype)
-    da = torch.empty(nbatch, nsplit, dim, nstate, **f32)
+    A = A.t().contiguous()  # (N, D) as the kernels read it
+    da = torch.empty(nbatch, nsplit, nstate, dim, **f32)
     db = torch.zeros(nbatch, groups, nstate, length, **f32)  # 'scan'
     dc = torch.zeros(nbatch, groups, nstate, length, **f32)
     dd = torch.empty(nbatch, nsplit, dim, **f32)
@@ -730,7 +759,7 @@ def fused_scan_backward(u, delta, A, B, C, Dskip, z, bias, softplus, perm,
     dsk = A if Dskip is None else Dskip
     bb = A if bias is None else bias
     dzp = du if dz_full is None else dz_full
-    glast = glast.float().contiguous()
+    glast = glast.float().transpose(1, 2).contiguous()  # (Bt, N, D)
     seq = plan['bwd'] == 'seq'
     if seq:
         # per-block dB/dC (every element written once), scratch states
@@ -756,12 +785,12 @@ def fused_scan_backward(u, delta, A, B, C, Dskip, z, bias, softplus, perm,
                          dbias, *args, GRADS=grads, **meta)
 
     if nsplit > 1:
-        zeros = torch.zeros(nbatch, nsplit, dim, nstate, **f32)
+        zeros = torch.zeros(nbatch, nsplit, nstate, dim, **f32)
         gstart, decay = torch.empty_like(zeros), torch.empty_like(zeros)
         launch(zeros, gstart, decay, False)
         g0 = _compose_backward(gstart, decay, glast)
     else:
-        g0 = glast.reshape(nbatch, 1, dim, nstate)
+        g0 = glast.reshape(nbatch, 1, nstate, dim)
     launch(g0, g0, g0, True)
     if seq:
         db = db.view(nbatch, groups, -1, nstate, length).sum(2)
@@ -771,6 +800,6 @@ def fused_scan_backward(u, delta, A, B, C, Dskip, z, bias, softplus, perm,
         rep = dim // z.shape[1]
         dz = dz_full if rep == 1 else dz_full.unflatten(
             1, (rep, z.shape[1])).sum(1, dtype=torch.float32).to(z.dtype)
-    return (du, ddl, dz, da.sum((0, 1)), db, dc,
+    return (du, ddl, dz, da.sum((0, 1)).t(), db, dc,
             dd.sum((0, 1)) if Dskip is not None else None,
             dbias.sum((0, 1)) if bias is not None else None)

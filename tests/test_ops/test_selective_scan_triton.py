@@ -60,18 +60,21 @@ def test_launch_plan(monkeypatch):
 
     assert plan(1, 768, 6085, cpu)['nsplit'] == 1
     assert plan(1, 8, 13 * 64, cpu, split_l=5)['nsplit'] == 5
-    # 3 chunks of 64: at most 3 splits
-    assert plan(1, 8, 150, cpu, split_l=9)['nsplit'] == 3
+    # 5 chunks of 32: at most 5 splits
+    assert plan(1, 8, 150, cpu, split_l=9)['nsplit'] == 5
     with pytest.raises(ValueError, match='split_l must be >= 1'):
         plan(1, 8, 64, cpu, split_l=0)
     # 12 channels in 2 orders (6 each) and 3 groups (4 each): blocks of 2
     assert plan(1, 12, 64, cpu, norders=2, groups=3,
                 block_d=8)['block_d'] == 2
     assert plan(1, 768, 64, cpu, block_d=24)['block_d'] == 16
-    assert plan(1, 768, 64, cpu)['block_d'] == 16  # 256 state values
+    assert plan(1, 768, 64, cpu)['block_d'] == 8  # 128 state values
+    p = plan(1, 768, 64, cpu)
+    assert (p['bwd'], p['chunk'], p['bwd_block_d'], p['unroll']) == (
+        'scan', 32, 4, 1)
     # the sequential backward's scratch: chunk x block x states = 8192
-    assert plan(1, 768, 64, cpu)['chunk'] == 32
-    assert plan(1, 768, 64, cpu, bwd='scan')['chunk'] == 32
+    p = plan(1, 768, 64, cpu, bwd='seq')
+    assert (p['chunk'], p['bwd_block_d']) == (64, 8)
     with pytest.raises(ValueError, match="bwd must be one of"):
         plan(1, 8, 64, cpu, bwd='fast')
     with pytest.raises(ValueError, match='unroll must be >= 1'):
@@ -79,12 +82,12 @@ def test_launch_plan(monkeypatch):
     monkeypatch.setattr(
         torch.cuda, 'get_device_properties',
         lambda device: types.SimpleNamespace(multi_processor_count=132))
-    # batch 1 x 768 / 16 = 48 programs, 528 wanted: 11 splits asked, 191
-    # chunks of 32 in cdiv(191, 11) = 18 per split: 11 splits
+    # batch 1 x 768 / 8 = 96 forward programs, 528 wanted: 6 splits asked,
+    # 191 chunks of 32 in cdiv(191, 6) = 32 per split: 6 splits
     p = plan(1, 768, 6085, gpu)
-    assert (p['nchunk'], p['nsplit'], p['cps']) == (191, 11, 18)
+    assert (p['nchunk'], p['nsplit'], p['cps']) == (191, 6, 32)
     assert p['nsplit'] * p['cps'] >= p['nchunk'] > (p['nsplit'] - 1) * p[
         'cps']
     assert plan(1, 768, 200, gpu)['nsplit'] == 3  # 7 chunks: >= 2 each
-    assert plan(64, 768, 197, gpu)['nsplit'] == 1  # 3072 programs
+    assert plan(64, 768, 197, gpu)['nsplit'] == 1  # 6144 programs
     assert plan(1, 768, 60, gpu)['nsplit'] == 1  # two chunks
