@@ -44,7 +44,7 @@ from ..layers.backbone_utils import (check_image_input, parse_out_indices,
                                      trunc_normal_fan_out_init)
 from ..layers.vit_adapter import (AdapterDeformAttention,
                                   InteractionAdapterBlock, SpatialPriorModule,
-                                  grid_reference_points, level_start_index)
+                                  grid_reference_points)
 from .base import BaseBackbone, check_plain_backbone
 
 __all__ = ['PlainAdapter', 'even_interaction_indexes']
@@ -257,16 +257,19 @@ class PlainAdapter(BaseBackbone):
         """Reference points, spatial shapes and level starts of the injector
         (queries: the ``h x w`` tokens; values: ``c2..c4`` of sizes
         ``2h x 2w``, ``h x w``, ``h/2 x w/2``) and of the extractor (queries:
-        ``c2..c4``; value: the tokens)."""
-        c_shapes = [(2 * h, 2 * w), (h, w), (h // 2, w // 2)]
-        shapes = torch.as_tensor(c_shapes, dtype=torch.long, device=device)
-        injector = (grid_reference_points([(h, w)], device), shapes,
-                    level_start_index(shapes))
-        token_shape = torch.as_tensor([(h, w)],
-                                      dtype=torch.long,
-                                      device=device)
-        extractor = (grid_reference_points(c_shapes, device), token_shape,
-                     level_start_index(token_shape))
+        ``c2..c4``; value: the tokens).
+
+        The reference points are tensors; the shapes (``(h, w)`` pairs) and
+        level starts are Python ints, so that no size is read back from
+        tensor data (``torch.compile(fullgraph=True)`` traces the adapter
+        without a graph break; the CUDA kernel gets them as tensors).
+        """
+        c_shapes = ((2 * h, 2 * w), (h, w), (h // 2, w // 2))
+        starts = (0, c_shapes[0][0] * c_shapes[0][1],
+                  c_shapes[0][0] * c_shapes[0][1] + h * w)
+        injector = (grid_reference_points([(h, w)], device), c_shapes, starts)
+        extractor = (grid_reference_points(c_shapes, device), ((h, w), ),
+                     (0, ))
         return injector, extractor
 
     def _token_map(self, tokens: torch.Tensor, grid) -> torch.Tensor:

@@ -23,7 +23,7 @@ the stored spatial shapes).
   run of backbone layers; the last one has two extra extractors).
 """
 import math
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -80,6 +80,19 @@ def level_start_index(spatial_shapes: torch.Tensor) -> torch.Tensor:
     """Start of every level in a flattened multi-level sequence."""
     sizes = spatial_shapes.prod(1)
     return torch.cat([sizes.new_zeros(1), sizes.cumsum(0)[:-1]])
+
+
+#: Level sizes ``(h, w)``: a ``(num_levels, 2)`` LongTensor or Python ints.
+ShapesType = Union[torch.Tensor, Sequence[Tuple[int, int]]]
+#: Level starts: a ``(num_levels,)`` LongTensor or Python ints.
+StartsType = Union[torch.Tensor, Sequence[int]]
+
+
+def _shape_list(spatial_shapes: ShapesType) -> List[Tuple[int, int]]:
+    """``[(h, w), ...]`` as Python ints (a tensor is read once, eagerly)."""
+    if isinstance(spatial_shapes, torch.Tensor):
+        spatial_shapes = spatial_shapes.tolist()
+    return [(h, w) for h, w in spatial_shapes]
 
 
 class AdapterDeformAttention(BaseModule):
@@ -155,8 +168,8 @@ class AdapterDeformAttention(BaseModule):
         nn.init.zeros_(self.output_proj.bias)
 
     def forward(self, query: torch.Tensor, reference_points: torch.Tensor,
-                feat: torch.Tensor, spatial_shapes: torch.Tensor,
-                start_index: torch.Tensor) -> torch.Tensor:
+                feat: torch.Tensor, spatial_shapes: ShapesType,
+                start_index: Optional[StartsType] = None) -> torch.Tensor:
         """Attend from ``query`` to the multi-level ``feat``.
 
         Args:
@@ -166,24 +179,29 @@ class AdapterDeformAttention(BaseModule):
                 level).
             feat (torch.Tensor): ``(B, sum_l h_l * w_l, C)``, the levels
                 flattened row-major and concatenated.
-            spatial_shapes (torch.Tensor): ``(num_levels, 2)`` LongTensor of
-                ``(h_l, w_l)``.
-            start_index (torch.Tensor): ``(num_levels,)`` level starts.
+            spatial_shapes (torch.Tensor | Sequence[tuple[int, int]]):
+                ``(h_l, w_l)`` per level, a ``(num_levels, 2)`` LongTensor or
+                Python ints. Python ints keep the sizes out of tensor data, so
+                ``torch.compile(fullgraph=True)`` traces the CPU path without a
+                graph break (:meth:`PlainAdapter.deform_inputs` gives them).
+            start_index (torch.Tensor | Sequence[int], optional):
+                ``(num_levels,)`` level starts, used by the CUDA kernel only
+                (computed from the shapes when None).
 
         Returns:
             torch.Tensor: ``(B, Lq, C)``, the attention output alone (no
             residual).
         """
         batch, num_query, _ = query.shape
-        if spatial_shapes.shape[0] != self.num_levels:
+        shapes = _shape_list(spatial_shapes)
+        if len(shapes) != self.num_levels:
             raise ValueError(f'AdapterDeformAttention expects '
-                             f'{self.num_levels} levels, got '
-                             f'{spatial_shapes.shape[0]}')
-        num_value = int(spatial_shapes.prod(1).sum())
+                             f'{self.num_levels} levels, got {len(shapes)}')
+        num_value = sum(h * w for h, w in shapes)
         if feat.shape[1] != num_value:
             raise ValueError(f'feat has {feat.shape[1]} tokens but the '
-                             f'spatial shapes {spatial_shapes.tolist()} give '
-                             f'{num_value}')
+                             f'spatial shapes {[list(s) for s in shapes]} '
+                             f'give {num_value}')
         heads, levels, points = (self.num_heads, self.num_levels,
                                  self.num_points)
         value = self.value_proj(feat).view(batch, num_value, heads, -1)
@@ -193,16 +211,25 @@ class AdapterDeformAttention(BaseModule):
             batch, num_query, heads, levels * points).softmax(-1).view(
                 batch, num_query, heads, levels, points)
         # offsets are in cells of each level: normalise by (w_l, h_l)
-        normalizer = spatial_shapes.flip(-1).to(offsets.dtype)
+        normalizer = torch.tensor([[w, h] for h, w in shapes],
+                                  dtype=offsets.dtype,
+                                  device=offsets.device)
         locations = (reference_points[:, :, None, None, None, :] +
                      offsets / normalizer[None, None, None, :, None, :])
         msda_function, msda_pytorch = _deform_attn_ops()
         if value.is_cuda:
+            shape_tensor = torch.as_tensor(
+                shapes, dtype=torch.long, device=value.device)
+            if start_index is None:
+                start_index = level_start_index(shape_tensor)
+            start_index = torch.as_tensor(
+                start_index, dtype=torch.long, device=value.device)
             out = msda_function.apply(
-                value.float(), spatial_shapes, start_index, locations.float(),
+                value.float(), shape_tensor, start_index, locations.float(),
                 weights.float(), self.im2col_step).to(value.dtype)
         else:
-            out = msda_pytorch(value, spatial_shapes, locations, weights)
+            # mmcv's PyTorch path only iterates over the (h, w) pairs
+            out = msda_pytorch(value, shapes, locations, weights)
         return self.output_proj(out)
 
 
@@ -378,8 +405,8 @@ class Injector(_NormedDeformAttention):
                                          spatial_shapes, start_index)
 
     def forward(self, query: torch.Tensor, reference_points: torch.Tensor,
-                feat: torch.Tensor, spatial_shapes: torch.Tensor,
-                start_index: torch.Tensor) -> torch.Tensor:
+                feat: torch.Tensor, spatial_shapes: ShapesType,
+                start_index: StartsType) -> torch.Tensor:
         """Return ``gamma * attn`` ``(B, Lq, C)`` (no residual)."""
         return self._checkpointed(query, feat, reference_points,
                                   spatial_shapes, start_index)
@@ -441,8 +468,8 @@ class Extractor(_NormedDeformAttention):
         return query
 
     def forward(self, query: torch.Tensor, reference_points: torch.Tensor,
-                feat: torch.Tensor, spatial_shapes: torch.Tensor,
-                start_index: torch.Tensor,
+                feat: torch.Tensor, spatial_shapes: ShapesType,
+                start_index: StartsType,
                 query_shapes: Sequence[Tuple[int, int]]) -> torch.Tensor:
         """Update the multi-level ``query`` ``(B, sum h * w, C)`` whose
         levels have sizes ``query_shapes``."""
