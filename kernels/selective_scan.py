@@ -336,10 +336,12 @@ def _bwd_kernel(u_ptr, dl_ptr, z_ptr, a_ptr, b_ptr, c_ptr, dsk_ptr, bias_ptr,
             gb = tl.sum(gdt * uv[:, None, :], axis=0)  # (NP, CHUNK)
             gc = tl.sum(gy[:, None, :] * h_all, axis=0)
             mbc = mask_n[:, None] & in_l[None, :]
+            # relaxed: plain sums, no fence (the default acq_rel puts a
+            # GPU-wide memory barrier around every atomic)
             tl.atomic_add(db_ptr + bc_row[:, None] + tok[None, :], gb,
-                          mask=mbc)
+                          mask=mbc, sem='relaxed')
             tl.atomic_add(dc_ptr + bc_row[:, None] + tok[None, :], gc,
-                          mask=mbc)
+                          mask=mbc, sem='relaxed')
         else:
             dt_sum += tl.sum(dt_nx, axis=1)
     if GRADS:
@@ -566,24 +568,26 @@ def plan_scan(nbatch: int, dim: int, length: int, nstate: int, norders: int,
     ``block_d`` is rounded down to a power of two dividing the channels of an
     order chunk and of a B/C group (a block never straddles them).
 
-    The defaults are the fastest plans of the one H200 sweep so far (README,
-    "The scan on a GPU"): forward 128 state values per one-warp program,
-    no unrolling; the associative-scan backward, 4 channels x 32 positions
-    x N per four-warp program. ``unroll`` > 1 and ``bwd='seq'`` are built and
-    interpreter-tested but not yet timed on a GPU
-    (``tools/analysis_tools/tune_scan.py`` times them).
+    Defaults: the forward plan measured fastest in the one H200 sweep so far
+    (README, "The scan on a GPU"): 128 state values per one-warp program,
+    no unrolling. The backward: the sequential kernel with a 4096-value
+    scratch per program, chosen without a GPU timing from the sm_90 code
+    (27 % fewer instructions per (position, channel) than the scan kernel,
+    no atomics, the structure of the forward, which ran 9x faster per
+    element than the scan backward on the H200);
+    ``tools/analysis_tools/tune_scan.py`` times both.
     """
     per_order, per_group = dim // norders, dim // groups
     unit = math.gcd(per_order, per_group)
     np2 = triton.next_power_of_2(nstate)
-    bwd = 'scan' if bwd is None else bwd
+    bwd = 'seq' if bwd is None else bwd
     if bwd not in BWD_KINDS:
         raise ValueError(f'bwd must be one of {BWD_KINDS}, got {bwd!r}')
     if block_d is None:
         block_d = max(1, 128 // np2)
     block_d = _pow2_divisor(unit, max(1, int(block_d)))
     if chunk is None:
-        chunk = (min(128, max(16, 8192 // (block_d * np2))) if bwd == 'seq'
+        chunk = (min(128, max(16, 4096 // (block_d * np2))) if bwd == 'seq'
                  else 32)
     chunk = triton.next_power_of_2(max(1, int(chunk)))
     if bwd_block_d is None:

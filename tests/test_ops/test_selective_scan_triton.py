@@ -69,12 +69,12 @@ def test_launch_plan(monkeypatch):
                 block_d=8)['block_d'] == 2
     assert plan(1, 768, 64, cpu, block_d=24)['block_d'] == 16
     assert plan(1, 768, 64, cpu)['block_d'] == 8  # 128 state values
+    # the sequential backward's scratch: chunk x block x states = 4096
     p = plan(1, 768, 64, cpu)
     assert (p['bwd'], p['chunk'], p['bwd_block_d'], p['unroll']) == (
-        'scan', 32, 4, 1)
-    # the sequential backward's scratch: chunk x block x states = 8192
-    p = plan(1, 768, 64, cpu, bwd='seq')
-    assert (p['chunk'], p['bwd_block_d']) == (64, 8)
+        'seq', 32, 8, 1)
+    p = plan(1, 768, 64, cpu, bwd='scan')
+    assert (p['chunk'], p['bwd_block_d']) == (32, 4)
     with pytest.raises(ValueError, match="bwd must be one of"):
         plan(1, 8, 64, cpu, bwd='fast')
     with pytest.raises(ValueError, match='unroll must be >= 1'):
