@@ -168,6 +168,17 @@ def test_case_lists_and_argument_checks(monkeypatch, capsys):
     for c in full:
         assert c['grid'][0] * c['grid'][1] == c['length']
         assert c['dim'] % 4 == 0 and c['dim'] % (c['groups'] or 1) == 0
+    # the default run: every dtype, order, d_state and length, split-L off
+    # only at the longest length, one B/C layout per d_state below it
+    part = tool.correctness_cases(quick=False, full=False)
+    assert len(part) == 96 and {c['name'] for c in part} < set(names)
+    assert {(c['dtype'], c['order'], c['d_state'], c['length'])
+            for c in part} == {(d, o, n, length) for d in ('fp32', 'bf16')
+                               for o in tool.ORDERS for n in (1, 16)
+                               for length in (196, 1024, 16384)}
+    assert {c['length'] for c in part if c['split_l'] == 1} == {16384}
+    assert tool.correctness_cases(True, False) == tool.correctness_cases(
+        True, True)
     assert tool.ORDERS['groupmamba4'] == ['row', 'col', 'row_reverse',
                                           'col_reverse']
     assert tool.ORDERS['bidir'] == ['forward', 'reverse']
