@@ -2,13 +2,15 @@
 epilogue around a core scan ``autograd.Function``, the compute dtype, and
 when the value checks run.
 
-Every backend (:mod:`mmssm.ops.scan_cpu`, :mod:`mmssm.ops.scan_triton`)
-implements only the core ``y, last = scan(u, dt, A, B, C, perm)`` as an
-``autograd.Function`` with an explicit backward; :func:`run_scan_function`
-does the rest (``delta_bias``, softplus, the ``D`` skip, the ``z`` gate and
-the dtype casts) with autograd, identically for all of them, and
-:func:`prepare_scan_inputs` / :func:`fill_grad_outputs` are the shared first
-lines of the core Functions' forward and backward.
+The CPU backend (:mod:`mmssm.ops.scan_cpu`) implements the core
+``y, last = scan(u, dt, A, B, C, perm)`` as an ``autograd.Function`` with an
+explicit backward, and :func:`run_scan_function` does the rest
+(``delta_bias``, softplus, the ``D`` skip, the ``z`` gate and the dtype
+casts) with autograd; so does the Triton core while a model is compiled or
+exported (the eager Triton path computes the elementwise parts inside its
+kernels, :mod:`mmssm.ops.scan_triton`). :func:`prepare_scan_inputs` /
+:func:`fill_grad_outputs` are the shared first lines of the core Functions'
+forward and backward.
 
 Value checks (non-finite ``A``/``D``/``delta_bias``, tensor orders that are
 not permutations) read tensor values, which for a CUDA tensor means a

@@ -47,9 +47,10 @@ Four implementations share the argument checks of this module:
   chunks made of plain torch operators (autograd for the backward): any
   device, exportable; memory and time ``O(B * D * N * L * log2(64))``.
 * ``'triton'``: :mod:`mmssm.ops.scan_triton`, the ``autograd.Function``
-  around the Triton forward and backward kernels of
-  :mod:`mmssm.kernels.selective_scan` (index loads, no permuted copies), used
-  for CUDA tensors.
+  around the fused Triton forward and backward kernels of
+  :mod:`mmssm.kernels.selective_scan` (bias, softplus, ``D`` and the gate
+  inside the kernels; inputs read through their strides and in their dtype;
+  index loads, no permuted copies), used for CUDA tensors.
 
 The backends are imported on first use, so ``import mmssm.ops`` needs torch
 only (numba and triton are optional).
