@@ -42,7 +42,9 @@ def _orders(perm: torch.Tensor, device: torch.device):
         return memo[1], memo[2]
     perm32 = perm.to(device=device, dtype=torch.int32).contiguous()
     kinds = order_kinds(perm32)
-    if not is_scripting() and not perm.requires_grad:
+    # not remembered under inference_mode: inference tensors cannot be saved
+    # for a later training call's backward
+    if not (is_scripting() or torch.is_inference_mode_enabled()):
         try:
             perm._mmssm_triton = ((perm._version, device), perm32, kinds)
         except (AttributeError, RuntimeError):  # e.g. inference tensors

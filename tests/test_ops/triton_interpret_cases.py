@@ -98,10 +98,17 @@ def bf16():
 
 def public_op_impl_triton():
     """The public op dispatches CPU tensors to Triton under the
-    interpreter."""
+    interpreter; a first call under ``torch.inference_mode()`` (which
+    resolves and caches the order) does not break a later training call
+    (no inference tensor is kept for its backward)."""
     t = make_inputs(1, 4, 10, 2, seed=3)
-    got = run_scan(lambda *a, **k: selective_scan(*a, impl='triton', **k), t)
-    return compare(got, run_scan(selective_scan_ref, t))
+    with torch.inference_mode():
+        selective_scan(*(t[k].detach() for k in ('u', 'delta', 'A', 'B',
+                                                   'C')), impl='triton',
+                       order='reverse')
+    got = run_scan(lambda *a, **k: selective_scan(*a, impl='triton', **k), t,
+                   order='reverse')
+    return compare(got, run_scan(selective_scan_ref, t, order='reverse'))
 
 
 def public_op_split_l():
