@@ -45,6 +45,8 @@ Departures from the official code, all deliberate:
   BaseBackbone`); the official dense wrapper has no frozen stages, and its
   checkpoint loader prints and swallows every error, where this one loads
   strictly (:func:`mmssm.utils.checkpoint.load_pretrained`);
+* stages after the last one in ``out_indices`` are not run (the official
+  dense wrapper runs them and discards them);
 * ``qk_norm`` (off in every official model) and the unused ``resolution``
   argument are not implemented; the classifier's ``head`` lives in
   mmpretrain (``LinearClsHead``), not in the backbone.

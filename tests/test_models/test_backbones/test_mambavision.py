@@ -600,3 +600,69 @@ def test_mmpretrain_classifier_gives_official_logits(tmp_path, monkeypatch):
         pooled = _official_forward(sd, x, MINI['depths'], MINI['num_heads'],
                                    (8, 8, 14, 7), pooled=True)
     _assert_rel(logits, pooled @ sd['head.weight'].T + sd['head.bias'])
+
+
+def test_key_names_are_the_official_ones():
+    """The parameter and buffer names of each kind of layer, written out from
+    the official modules (PatchEmbed, ConvBlock, Block with a mixer or
+    attention, Downsample, the classifier's BatchNorm)."""
+    sd = MambaVision(arch=MINI, out_type='avgpool', out_indices=3).state_dict()
+    bn = ('weight', 'bias', 'running_mean', 'running_var',
+          'num_batches_tracked')
+
+    def under(prefix):
+        return {k[len(prefix):] for k in sd if k.startswith(prefix)}
+
+    assert under('patch_embed.') == {
+        f'conv_down.{i}.weight' for i in (0, 3)} | {
+            f'conv_down.{i}.{p}' for i in (1, 4) for p in bn}
+    assert under('levels.1.blocks.0.') == {
+        'conv1.weight', 'conv1.bias', 'conv2.weight', 'conv2.bias'} | {
+            f'norm{i}.{p}' for i in (1, 2) for p in bn}
+    common = {f'{n}.{p}' for n in ('norm1', 'norm2', 'mlp.fc1', 'mlp.fc2')
+              for p in ('weight', 'bias')} | {'gamma_1', 'gamma_2'}
+    assert under('levels.2.blocks.0.') == common | {
+        'mixer.in_proj.weight', 'mixer.x_proj.weight', 'mixer.dt_proj.weight',
+        'mixer.dt_proj.bias', 'mixer.A_log', 'mixer.D',
+        'mixer.out_proj.weight', 'mixer.conv1d_x.weight',
+        'mixer.conv1d_z.weight'}
+    assert under('levels.2.blocks.2.') == common | {
+        'mixer.qkv.weight', 'mixer.qkv.bias', 'mixer.proj.weight',
+        'mixer.proj.bias'}
+    assert under('levels.2.downsample.') == {'reduction.0.weight'}
+    assert all(k.startswith('blocks.') for k in under('levels.3.'))
+    assert under('norm.') == set(bn)
+    shapes = {k: tuple(v.shape) for k, v in sd.items()}
+    # dim 64 at stage 2: in_proj C -> C, x_proj C/2 -> ceil(C/16) + 2 * 8
+    assert shapes['levels.2.blocks.0.mixer.in_proj.weight'] == (64, 64)
+    assert shapes['levels.2.blocks.0.mixer.x_proj.weight'] == (4 + 16, 32)
+    assert shapes['levels.2.blocks.0.mixer.dt_proj.weight'] == (32, 4)
+    assert shapes['levels.2.blocks.0.mixer.A_log'] == (32, 8)
+    assert shapes['levels.2.blocks.0.mixer.conv1d_x.weight'] == (32, 1, 3)
+    assert shapes['levels.2.downsample.reduction.0.weight'] == (128, 64, 3, 3)
+    assert shapes['patch_embed.conv_down.0.weight'] == (8, 3, 3, 3)
+
+
+def test_gradients_match_the_reference_scan():
+    """Training through the default CPU scan gives the gradients of the
+    reference scan (autograd through a plain loop)."""
+    x = _image(40, 36, batch=2)
+    grads = []
+    for impl in (None, 'ref'):
+        torch.manual_seed(0)
+        model = MambaVision(arch=MINI, scan_impl=impl, window_size=(8, 8, 5,
+                                                                     3))
+        model.init_weights()
+        # non-zero dt biases, so that the scan is far from trivial
+        for m in model.modules():
+            if hasattr(m, 'dt_proj') and hasattr(m, 'A_log'):
+                torch.nn.init.uniform_(m.dt_proj.bias, -3, -1)
+        model.train()
+        sum((o * o).mean() for o in model(x)).backward()
+        grads.append({n: p.grad for n, p in model.named_parameters()
+                      if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys()
+    assert any('A_log' in n for n in grads[0])
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name],
+                                   rtol=1e-4, atol=1e-6, msg=name)
