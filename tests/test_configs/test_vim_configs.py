@@ -29,7 +29,8 @@ def _scope(path):
 
 
 def test_every_config_loads_with_one_custom_imports():
-    assert len(CONFIGS) == 15  # 4 + 2 demo det, 2 + 1 demo seg, 6 cls
+    # 4 + 2 demo det, 2 + 1 demo seg, 6 cls + 2 seed-002 cls (SE, mbv2)
+    assert len(CONFIGS) == 17
     for path in CONFIGS:
         with open(path) as f:
             assert f.read().count('custom_imports = dict(') == 1, path
@@ -93,6 +94,19 @@ def test_every_config_builds(path):
     if name == 'upernet_vim-tiny_plain-taps_8xb2-160k_ade20k-512x512.py':
         # 12.3 M with the official head widths (the paper rounds to 13 M)
         assert abs(n - 13e6) / 13e6 < 0.06, n
+    # seed 002 (issue #17): Vim-Ti's 7,148,008 parameters (1000-class head
+    # included) + 24 SE blocks of 192 * 48 + 48 + 48 * 192 + 192 weights /
+    # - the dense patch conv (147,648) + the MobileNetV2 stem (70,112)
+    seed002 = {
+        'vim-tiny_se_8xb128_in1k.py': (dict(se_ratio=4), 24 * 18672),
+        'vim-tiny_mbv2_8xb128_in1k.py': (dict(patch_embed='mbv2'),
+                                         70112 - 147648),
+    }
+    if name in seed002:
+        options, delta = seed002[name]
+        backbone = Config.fromfile(path).model.backbone
+        assert {k: backbone[k] for k in options} == options
+        assert n == 7148008 + delta, n
     if name.startswith('upernet'):
         optim = build_optim_wrapper(model, Config.fromfile(path).optim_wrapper)
         a_log = model.backbone.layers[0].mixer.A_b_log

@@ -20,9 +20,18 @@ wangf3014/Mamba-Reg): ``n`` learnable tokens, stored as ``cls_token``
 ``(1, n, C)`` with their own position embedding ``pos_embed_cls``, are spread
 evenly over the sequence (:func:`mamba_reg_layout`), there is no class token,
 ``pos_embed`` covers the patches only, and dense outputs drop the registers.
+
+Two options of issue #17 (seed 002, papers/improving-ssm-vim-mambavision.txt),
+both off by default: ``se_ratio`` (a Squeeze-and-Excitation block,
+:class:`VimSE`, at the end of every layer) and ``patch_embed='mbv2'`` (a
+MobileNetV2 stem, :class:`VimMBV2PatchEmbed`, instead of the dense patch
+convolution). Off, the model, its parameter names and its outputs are the
+official ones; on, official checkpoints still load strictly for every other
+parameter (:meth:`Vim.convert_checkpoint`).
 """
 import contextlib
 import functools
+import logging
 import math
 from collections import OrderedDict
 from typing import Dict, Optional, Sequence, Tuple, Union
@@ -31,7 +40,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn.bricks import DropPath
-from mmengine.logging import MMLogger
+from mmengine.logging import MMLogger, print_log
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
 
@@ -45,8 +54,9 @@ from ..layers.norm import RMSNorm
 from .base import BaseBackbone, PlainBackboneMixin
 
 __all__ = [
-    'Vim', 'VimLayer', 'VimPatchEmbed', 'resize_vim_pos_embed', 'convert_vim',
-    'cls_token_index', 'mamba_reg_layout'
+    'Vim', 'VimLayer', 'VimPatchEmbed', 'VimMBV2PatchEmbed', 'VimSE',
+    'resize_vim_pos_embed', 'convert_vim', 'cls_token_index',
+    'mamba_reg_layout'
 ]
 
 
@@ -256,6 +266,7 @@ class VimPatchEmbed(nn.Module):
                  patch_size: int = 16,
                  stride: Optional[int] = None) -> None:
         super().__init__()
+        self.in_channels = in_channels
         self.patch_size = patch_size
         self.stride = stride or patch_size
         if self.stride > patch_size:
@@ -288,13 +299,175 @@ class VimPatchEmbed(nn.Module):
         return x.flatten(2).transpose(1, 2), (gh, gw)
 
 
+def _conv_bn(in_channels: int, out_channels: int, kernel_size: int = 1,
+             stride: int = 1, groups: int = 1, act: bool = True):
+    """``conv (no bias) -> BatchNorm [-> ReLU6]`` as an ``nn.Sequential``
+    with the children ``conv``, ``bn`` (and ``act``)."""
+    layers = OrderedDict(
+        conv=nn.Conv2d(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride=stride,
+            padding=kernel_size // 2,
+            groups=groups,
+            bias=False),
+        bn=nn.BatchNorm2d(out_channels))
+    if act:
+        layers['act'] = nn.ReLU6(inplace=True)
+    return nn.Sequential(layers)
+
+
+class _InvertedResidualS2(nn.Module):
+    """MobileNetV2 inverted residual with stride 2 (hence no shortcut):
+    ``1x1 expand -> BN -> ReLU6 -> 3x3 depthwise stride 2 -> BN -> ReLU6 ->
+    1x1 project -> BN`` (linear bottleneck)."""
+
+    def __init__(self, in_channels: int, out_channels: int,
+                 expand_ratio: int) -> None:
+        super().__init__()
+        hidden = in_channels * expand_ratio
+        self.expand = _conv_bn(in_channels, hidden, 1)
+        self.dw = _conv_bn(hidden, hidden, 3, stride=2, groups=hidden)
+        self.project = _conv_bn(hidden, out_channels, 1, act=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.project(self.dw(self.expand(x)))
+
+
+class VimMBV2PatchEmbed(nn.Module):
+    """MobileNetV2-style patch embedding of Vim (``patch_embed='mbv2'``).
+
+    The dense ``p x p`` stride-``p`` patch convolution replaced by a
+    depthwise-separable MobileNetV2 stem (Sandler et al., 2018) reaching the
+    same stride ``p`` and width ``embed_dims`` (``p = 2 ** k``, ``k >= 2``):
+
+    * ``stem``: conv 3x3 stride 2 (``in_channels -> 32``, no bias) -> BN ->
+      ReLU6 (MobileNetV2's first layer);
+    * ``blocks.0 .. blocks.{k-2}``: ``k - 1`` inverted residuals with
+      stride 2 and expansion 6 (MobileNetV2's ``t``), each ``conv 1x1
+      expand -> BN -> ReLU6 -> depthwise conv 3x3 stride 2 -> BN -> ReLU6 ->
+      conv 1x1 project -> BN`` (linear bottleneck, no shortcut since the
+      stride is 2), whose output widths are MobileNetV2's at that stride
+      (24 at stride 4, 32 at 8, 64 at 16) except the last, which gives
+      ``embed_dims``.
+
+    Patch 16 (Vim-Ti): ``3 -> 32`` (/2), ``32 -> 192 -> 24`` (/4),
+    ``24 -> 144 -> 32`` (/8), ``32 -> 192 -> 192`` (/16); 70,112 parameters
+    (BatchNorm included) instead of the dense conv's 147,648. The child
+    modules are ``stem`` and ``blocks.{j}.{expand,dw,project}``, each with
+    ``conv``, ``bn`` (and ``act``). All convolutions are padded by
+    ``kernel // 2``; images are first zero padded on the right and at the
+    bottom to a multiple of ``p``, so the token grid is that of
+    :class:`VimPatchEmbed` with ``stride == patch_size``
+    (``ceil(H / p) x ceil(W / p)``).
+
+    Args:
+        in_channels (int): Image channels. Defaults to 3.
+        embed_dims (int): Token width. Defaults to 192.
+        patch_size (int): Total stride, one of ``4, 8, 16, 32``.
+            Defaults to 16.
+        stride (int, optional): Must be None or ``patch_size`` (no
+            overlapping variant). Defaults to None.
+    """
+
+    STEM_CHANNELS = 32
+    EXPAND_RATIO = 6
+    #: MobileNetV2's width at each stride (of the first block reaching it)
+    WIDTHS = {4: 24, 8: 32, 16: 64, 32: 160}
+    PATCH_SIZES = (4, 8, 16, 32)
+
+    def __init__(self,
+                 in_channels: int = 3,
+                 embed_dims: int = 192,
+                 patch_size: int = 16,
+                 stride: Optional[int] = None) -> None:
+        super().__init__()
+        if patch_size not in self.PATCH_SIZES:
+            raise ValueError(
+                f"Vim patch_embed='mbv2' needs patch_size in "
+                f'{self.PATCH_SIZES} (a stride-2 stem then stride-2 '
+                f'inverted residuals), got {patch_size!r}')
+        if stride not in (None, patch_size):
+            raise ValueError(
+                f"Vim patch_embed='mbv2' has no overlapping variant: stride "
+                f'must be None or patch_size ({patch_size}), got {stride!r}')
+        self.in_channels = in_channels
+        self.patch_size = self.stride = patch_size
+        self.stem = _conv_bn(in_channels, self.STEM_CHANNELS, 3, stride=2)
+        blocks, width, reached = [], self.STEM_CHANNELS, 2
+        while reached < patch_size:
+            reached *= 2
+            out = embed_dims if reached == patch_size else self.WIDTHS[reached]
+            blocks.append(_InvertedResidualS2(width, out, self.EXPAND_RATIO))
+            width = out
+        self.blocks = nn.Sequential(*blocks)
+
+    def grid_size(self, h: int, w: int) -> Tuple[int, int]:
+        """Patch grid ``(h', w')`` of an ``h x w`` image (after padding)."""
+        p = self.patch_size
+        return tuple(math.ceil(max(side - p, 0) / p) + 1 for side in (h, w))
+
+    def forward(self, x: torch.Tensor):
+        """Embed ``(B, C, H, W)`` images.
+
+        Returns:
+            tuple: Tokens ``(B, h' * w', embed_dims)`` and the grid
+            ``(h', w')``.
+        """
+        h, w = x.shape[-2:]
+        gh, gw = self.grid_size(h, w)
+        pad_h, pad_w = gh * self.patch_size - h, gw * self.patch_size - w
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h))
+        x = self.blocks(self.stem(x))
+        return x.flatten(2).transpose(1, 2), (gh, gw)
+
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """torchvision's MobileNetV2 init: convolutions Kaiming normal
+        (``fan_out``), BatchNorm weight 1 and bias 0."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode='fan_out')
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+
+class VimSE(nn.Module):
+    """Squeeze-and-Excitation over a token sequence (``se_ratio`` of Vim).
+
+    ``x * sigmoid(fc2(relu(fc1(mean(x, tokens)))))[:, None]`` for ``x`` of
+    shape ``(B, L, D)``: the squeeze is the mean over all ``L`` tokens of the
+    sequence (see :class:`Vim` ``se_ratio`` for which tokens), ``fc1`` is
+    ``Linear(D, D // ratio)``, ``fc2`` ``Linear(D // ratio, D)`` (both with
+    bias), and the sigmoid gates scale the channels of every token.
+
+    Args:
+        embed_dims (int): ``D``.
+        ratio (int): Reduction ratio ``r``; ``D // r >= 1``.
+    """
+
+    def __init__(self, embed_dims: int, ratio: int) -> None:
+        super().__init__()
+        hidden = embed_dims // ratio
+        self.fc1 = nn.Linear(embed_dims, hidden)
+        self.fc2 = nn.Linear(hidden, embed_dims)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate = torch.sigmoid(self.fc2(F.relu(self.fc1(x.mean(dim=1)))))
+        return x * gate.unsqueeze(1)
+
+
 class VimLayer(BaseModule):
     """One Vim layer: add -> RMSNorm -> bidirectional Mamba mixer.
 
     ``forward(hidden, residual) -> (hidden, residual)``: the residual stream
     is updated with the previous layer's output (``residual + hidden``, or
     ``hidden`` for the first layer), kept in float32, normalised and mixed;
-    the mixer output is returned as the new ``hidden``.
+    the mixer output (scaled by the SE block ``se`` with ``se_ratio``) is
+    returned as the new ``hidden``.
 
     Stochastic depth: the official code drops the *incoming* ``hidden`` of
     layer ``i`` with rate ``dpr[i - 1]`` and the last output, before
@@ -311,6 +484,10 @@ class VimLayer(BaseModule):
         mixer_cfg (dict, optional): Extra arguments of
             :class:`~mmssm.models.layers.BiMambaMixer` (``d_state``,
             ``expand``, ``d_conv``, ``dt_rank``, ``scan_impl`` ...).
+        se_ratio (int, optional): With a reduction ratio, a
+            :class:`VimSE` block ``se`` scales the mixer output (before the
+            stochastic depth and the next residual add); None or 0: none
+            (the official layer). Defaults to None.
         init_cfg (dict, optional): Initialization config. Defaults to None.
     """
 
@@ -320,11 +497,14 @@ class VimLayer(BaseModule):
                  norm_eps: float = 1e-5,
                  residual_in_fp32: bool = True,
                  mixer_cfg: Optional[dict] = None,
+                 se_ratio: Optional[int] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.residual_in_fp32 = residual_in_fp32
         self.norm = RMSNorm(embed_dims, eps=norm_eps)
         self.mixer = BiMambaMixer(embed_dims, **(mixer_cfg or {}))
+        # a plain attribute when off: no module, no state-dict key
+        self.se = VimSE(embed_dims, se_ratio) if se_ratio else None
         self.drop_path = (
             DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity())
 
@@ -336,12 +516,16 @@ class VimLayer(BaseModule):
             residual, normed = add_rmsnorm_cpu(hidden, residual,
                                                self.norm.weight,
                                                self.norm.eps)
-            return self.drop_path(self.mixer(normed)), residual
+            return self.drop_path(self._mix(normed)), residual
         residual = hidden if residual is None else residual + hidden
         if self.residual_in_fp32:
             residual = residual.float()
-        hidden = self.drop_path(self.mixer(self.norm(residual)))
+        hidden = self.drop_path(self._mix(self.norm(residual)))
         return hidden, residual
+
+    def _mix(self, normed: torch.Tensor) -> torch.Tensor:
+        out = self.mixer(normed)
+        return out if self.se is None else self.se(out)
 
 
 @register_model()
@@ -417,14 +601,36 @@ class Vim(PlainBackboneMixin, BaseBackbone):
             embedding, position embedding and class token (or registers);
             ``k > 0`` also the first ``k`` layers (and ``norm_f`` when
             ``k == num_layers``). Defaults to -1.
-        norm_eval (bool): Must stay False: Vim has no BatchNorm (RMSNorm
-            keeps no statistics), so ``True`` is refused with a
-            ``ValueError``. Defaults to False.
+        norm_eval (bool): Must stay False unless ``patch_embed='mbv2'``:
+            Vim has no other BatchNorm (RMSNorm keeps no statistics), so
+            ``True`` is refused with a ``ValueError``; with ``'mbv2'`` it
+            keeps the stem's BatchNorm statistics fixed. Defaults to False.
         with_cp (bool): Gradient checkpointing of every layer, in training
             mode (:func:`~mmssm.models.layers.backbone_utils.
             maybe_checkpoint`). Defaults to False.
         mixer_cfg (dict, optional): Extra arguments of the mixers (e.g.
             ``scan_impl``). Defaults to None.
+        se_ratio (int, optional): Seed-002 option (paper:
+            papers/improving-ssm-vim-mambavision.txt, reduction 4): a
+            Squeeze-and-Excitation block (:class:`VimSE`, ``layers.{i}.se``)
+            at the end of every layer, scaling the channels of the mixer
+            output before the residual add (and before stochastic depth):
+            ``Linear(D, D // r) -> ReLU -> Linear(D // r, D) -> sigmoid``.
+            The squeeze is the mean over *all* tokens of the sequence, the
+            class token or registers (and the tokens of zero-padded image
+            borders) included, exactly the tokens the mixer mixes: the layer
+            keeps the plain interface ``layer(hidden, residual)`` with no
+            token layout, and the squeeze is order-independent, so SLWS
+            (which shuffles the tokens of a layer) and the ViT-Adapter
+            (:class:`~mmssm.models.backbones.PlainAdapter`, through
+            ``run_layer``) work unchanged. None or 0: no SE (the official
+            model). Defaults to None.
+        patch_embed (str): Seed-002 option: ``'conv'`` (the official dense
+            ``patch_size x patch_size`` convolution, :class:`VimPatchEmbed`)
+            or ``'mbv2'`` (a MobileNetV2 depthwise-separable stem reaching
+            the same stride and width, :class:`VimMBV2PatchEmbed`;
+            ``patch_size`` 4, 8, 16 or 32, no overlapping ``stride``; it has
+            BatchNorm, so ``norm_eval`` is allowed). Defaults to ``'conv'``.
         init_cfg (dict, optional): Initialization config;
             ``dict(type='Pretrained', checkpoint=...)`` accepts official
             hustvl/Vim and Mamba-Reg files (``{'model': ..., 'args': ...}``;
@@ -432,7 +638,14 @@ class Vim(PlainBackboneMixin, BaseBackbone):
             files made by ``tools/model_converters/vim2mmssm.py`` and mmssm
             checkpoints (``backbone.`` keys), loaded strictly (any missing,
             unexpected or mis-shaped key stops; ``strict=False`` for a
-            partial load). Defaults to None.
+            partial load). With the seed-002 options on, an official-layout
+            file (no ``se`` keys / the dense ``patch_embed.proj``) still
+            loads strictly for every other parameter: the ``se`` and
+            ``mbv2`` parameters are reported as newly initialised (they keep
+            their random init), and the official ``patch_embed.proj.*``
+            weights, which the ``mbv2`` stem replaces, are dropped with a
+            warning naming them (:meth:`convert_checkpoint`).
+            Defaults to None.
     """
 
     arch_zoo = {
@@ -461,6 +674,7 @@ class Vim(PlainBackboneMixin, BaseBackbone):
                              num_registers=16)),
     }
     OUT_TYPES = ('featmap', 'cls_token', 'avg_featmap', 'raw')
+    PATCH_EMBEDS = ('conv', 'mbv2')
     #: Tokens (batch x sequence) from which CPU inference runs on mmssm's
     #: kernel threads alone (see :meth:`forward`).
     _EXCLUSIVE_MIN_TOKENS = 1024
@@ -486,6 +700,8 @@ class Vim(PlainBackboneMixin, BaseBackbone):
                  norm_eval: bool = False,
                  with_cp: bool = False,
                  mixer_cfg: Optional[dict] = None,
+                 se_ratio: Optional[int] = None,
+                 patch_embed: str = 'conv',
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.arch_settings = parse_arch(
@@ -513,6 +729,20 @@ class Vim(PlainBackboneMixin, BaseBackbone):
         if layer_output not in ('stream', 'mixer'):
             raise ValueError("Vim layer_output must be 'stream' or 'mixer', "
                              f'got {layer_output!r}')
+        if patch_embed not in self.PATCH_EMBEDS:
+            raise ValueError(f'Vim patch_embed must be one of '
+                             f'{self.PATCH_EMBEDS} (the dense patch conv or '
+                             f'the MobileNetV2 stem), got {patch_embed!r}')
+        if se_ratio is not None and (
+                not isinstance(se_ratio, int) or isinstance(se_ratio, bool)
+                or se_ratio < 0
+                or (se_ratio and self.embed_dims // se_ratio < 1)):
+            raise ValueError(
+                'Vim se_ratio must be None or 0 (no SE block) or a positive '
+                'int reduction ratio r with embed_dims // r >= 1 (the paper: '
+                f'4; embed_dims={self.embed_dims}), got {se_ratio!r}')
+        self.se_ratio = se_ratio or None
+        self.patch_embed_type = patch_embed
         self.out_type = out_type
         self.layer_output = layer_output
         self.out_indices = parse_out_indices(out_indices, self.num_layers)
@@ -525,8 +755,10 @@ class Vim(PlainBackboneMixin, BaseBackbone):
         self._init_training_options(self.num_layers, frozen_stages,
                                     norm_eval, with_cp)
 
-        self.patch_embed = VimPatchEmbed(in_channels, self.embed_dims,
-                                         patch_size, stride)
+        embed_cls = (VimMBV2PatchEmbed
+                     if patch_embed == 'mbv2' else VimPatchEmbed)
+        self.patch_embed = embed_cls(in_channels, self.embed_dims,
+                                     patch_size, stride)
         if isinstance(img_size, int):
             img_size = (img_size, img_size)
         self.img_size = tuple(img_size)
@@ -561,7 +793,8 @@ class Vim(PlainBackboneMixin, BaseBackbone):
                 self.embed_dims,
                 drop_path_rate=dpr[i],
                 norm_eps=norm_eps,
-                mixer_cfg=mixer_cfg) for i in range(self.num_layers)
+                mixer_cfg=mixer_cfg,
+                se_ratio=self.se_ratio) for i in range(self.num_layers)
         ])
         self.norm_f = RMSNorm(self.embed_dims, eps=norm_eps)
         if not final_norm:
@@ -577,12 +810,19 @@ class Vim(PlainBackboneMixin, BaseBackbone):
     def _vim_init(self) -> None:
         """Random init of the official code (``segm_init_weights`` of the
         patch conv, truncated normal embeddings, GPT-2 style ``out_proj``
-        rescaling by ``1 / sqrt(num_layers)``)."""
-        conv = self.patch_embed.proj
-        fan_in = conv.in_channels * conv.kernel_size[0] * conv.kernel_size[1]
-        # lecun normal: truncated normal with variance 1 / fan_in
-        trunc_normal_(conv.weight, std=math.sqrt(1. / fan_in) / .87962566103)
-        nn.init.zeros_(conv.bias)
+        rescaling by ``1 / sqrt(num_layers)``); the ``mbv2`` stem gets
+        torchvision's MobileNetV2 init, the SE blocks PyTorch's ``Linear``
+        default."""
+        if isinstance(self.patch_embed, VimMBV2PatchEmbed):
+            self.patch_embed.init_weights()
+        else:
+            conv = self.patch_embed.proj
+            fan_in = (conv.in_channels * conv.kernel_size[0] *
+                      conv.kernel_size[1])
+            # lecun normal: truncated normal with variance 1 / fan_in
+            trunc_normal_(conv.weight,
+                          std=math.sqrt(1. / fan_in) / .87962566103)
+            nn.init.zeros_(conv.bias)
         trunc_normal_(self.pos_embed, std=.02)
         if self.with_cls_token or self.num_registers:
             trunc_normal_(self.cls_token, std=.02)
@@ -601,12 +841,68 @@ class Vim(PlainBackboneMixin, BaseBackbone):
         keys under ``prefix`` (``head.*``, Mamba-Reg's ``neck.*`` /
         ``norm_neck.*``, unused ``rope.*`` buffers) are dropped, and the
         position embedding is fitted (:meth:`_prepare_pos_embed`).
+
+        The seed-002 options (:meth:`_fit_seed002_options`): a checkpoint of
+        the official layout lacks their parameters by design, which are
+        returned (strict loading then reports them as newly initialised and
+        stays strict about every other key); with ``patch_embed='mbv2'``
+        the official dense ``patch_embed.proj.*`` weights are dropped with
+        a warning naming them.
+
+        Returns:
+            list[str]: The option parameters the checkpoint lacks by design
+            (without ``prefix``).
         """
         self._drop_checkpoint_keys(
             state_dict, prefix, _OFFICIAL_HEAD_PREFIXES +
             _OFFICIAL_DROPPED_PREFIXES + ('head.', ), 'classifier')
         self._prepare_pos_embed(state_dict, prefix)
-        return []
+        return self._fit_seed002_options(state_dict, prefix)
+
+    def _fit_seed002_options(self, state_dict, prefix) -> list:
+        """The ``se_ratio`` / ``patch_embed='mbv2'`` part of
+        :meth:`convert_checkpoint`.
+
+        Rules (idempotent; a checkpoint saved with the same options passes
+        unchanged):
+
+        * ``se_ratio``: when the checkpoint has layer keys (``layers.*``) but
+          no ``layers.{i}.se.*`` key at all (the official layout), every
+          ``layers.{i}.se.*`` parameter of this model is absent by design.
+          A checkpoint with some ``se`` keys is taken as an SE checkpoint:
+          the ones it lacks are missing (strict loading stops).
+        * ``patch_embed='mbv2'``: when the checkpoint has the dense
+          ``patch_embed.proj.*`` and no key of the MobileNetV2 stem, the
+          dense keys are deleted (a warning names them) and every
+          ``patch_embed.*`` entry of this model (BatchNorm statistics
+          included) is absent by design.
+        """
+        absent = []
+        local = [k[len(prefix):] for k in state_dict if k.startswith(prefix)]
+        def is_se(key):  # layers.{i}.se.*
+            return key.startswith('layers.') and key.split('.')[2:3] == ['se']
+
+        if self.se_ratio and any(k.startswith('layers.') for k in local) \
+                and not any(is_se(k) for k in local):
+            absent += [k for k in self.state_dict(keep_vars=True) if is_se(k)]
+        if self.patch_embed_type == 'mbv2':
+            dense = [k for k in local if k.startswith('patch_embed.proj.')]
+            if dense and not any(
+                    k.startswith(('patch_embed.stem.', 'patch_embed.blocks.'))
+                    for k in local):
+                for key in dense:
+                    del state_dict[prefix + key]
+                print_log(
+                    f"Vim (patch_embed='mbv2'): dropped the {len(dense)} "
+                    'weights of the dense patch embedding that the '
+                    f'MobileNetV2 stem replaces: {sorted(dense)}',
+                    logger='current',
+                    level=logging.WARNING)
+                absent += [
+                    k for k in self.state_dict(keep_vars=True)
+                    if k.startswith('patch_embed.')
+                ]
+        return absent
 
     def _prepare_pos_embed(self, state_dict, prefix) -> None:
         """``load_state_dict`` pre-hook: fit a checkpoint's ``pos_embed`` to
@@ -716,7 +1012,7 @@ class Vim(PlainBackboneMixin, BaseBackbone):
             ``cls_position='head'``; ``None`` without it), or, with
             registers, their positions ``(n,)`` (a LongTensor).
         """
-        check_image_input(x, self.patch_embed.proj.in_channels, 'Vim')
+        check_image_input(x, self.patch_embed.in_channels, 'Vim')
         tokens, grid = self.patch_embed(x)
         cls_index = None
         if self.num_registers:
@@ -746,7 +1042,7 @@ class Vim(PlainBackboneMixin, BaseBackbone):
     @property
     def in_channels(self) -> int:
         """Image channels."""
-        return self.patch_embed.proj.in_channels
+        return self.patch_embed.in_channels
 
     @property
     def token_stride(self) -> int:
