@@ -3,8 +3,46 @@
 The Triton kernels live in the top-level ``kernels/`` folder of the repository and
 are installed as the subpackage ``mmssm.kernels`` so that no generic top-level name
 is claimed in site-packages.
+
+A wheel also carries the configs and the model index (``model-index.yml`` and
+the ``configs/*/metafile.yml`` it imports) as ``mmssm/.mim/``, the place
+OpenMMLab's ``mim`` reads them from for an installed package (as mmdet,
+mmseg and mmpretrain ship theirs); an editable install reads them from the
+repository. ``tests/test_install_wheel.py`` builds and installs a wheel.
 """
+import os
+import shutil
+
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+#: What the wheel ships under ``mmssm/.mim/`` (paths from the repository root).
+MIM_FILES = ('model-index.yml', 'configs')
+
+
+class BuildPyWithMim(build_py):
+    """``build_py`` that also copies :data:`MIM_FILES` to ``mmssm/.mim``."""
+
+    def run(self):
+        super().run()
+        if getattr(self, 'editable_mode', False):
+            return  # the repository's own files are the ones used
+        dst_root = os.path.join(self.build_lib, 'mmssm', '.mim')
+        if os.path.isdir(dst_root):
+            shutil.rmtree(dst_root)  # no file left from an earlier build
+        for name in MIM_FILES:
+            src = os.path.join(HERE, name)
+            if not os.path.exists(src):
+                raise FileNotFoundError(f'{src} is missing: the wheel ships '
+                                        'it as mmssm/.mim/' + name)
+            dst = os.path.join(dst_root, name)
+            if os.path.isdir(src):
+                shutil.copytree(src, dst, ignore=shutil.ignore_patterns(
+                    '__pycache__', '*.pyc'))
+            else:
+                os.makedirs(dst_root, exist_ok=True)
+                shutil.copy2(src, dst)
 
 
 def get_version():
@@ -43,5 +81,6 @@ setup(
         'onnx': ['onnx', 'onnxscript', 'onnxruntime'],
         'tests': ['pytest', 'pycocotools'],
     },
+    cmdclass={'build_py': BuildPyWithMim},
     zip_safe=False,
 )
