@@ -5,6 +5,9 @@ names the commit). See ``resolved_configs.py`` for what is compared.
 
 ``ALLOWED_CHANGES`` lists, per config, the snapshot paths that were changed on
 purpose, each with the test that proves the effective result is unchanged.
+Configs created after the snapshot are added to it when they are created
+(listed under ``added_later``), so that later edits to the fragments they
+inherit are caught for them too.
 """
 import copy
 import importlib
