@@ -121,7 +121,11 @@ def _pip_version():
 
 @pytest.fixture(scope='module')
 def wheel_install(tmp_path_factory):
-    if importlib.util.find_spec('pip') is None:
+    # asked in a subprocess: find_spec('pip') in this process makes
+    # setuptools' distutils shim replace an imported distutils (a warning,
+    # and a deprecation warning at mmengine's next `from distutils import`)
+    if subprocess.run([sys.executable, '-m', 'pip', '--version'],
+                      capture_output=True).returncode != 0:
         pytest.skip('pip is not installed in this interpreter')
     if importlib.util.find_spec('venv') is None:
         pytest.skip('the venv module is not available')
