@@ -13,7 +13,7 @@ import warnings
 import pytest
 import torch
 
-from mmssm.models.backbones import GroupMamba, MambaOut, Vim
+from mmssm.models.backbones import GroupMamba, MambaOut, MambaVision, Vim
 from mmssm.ops import selective_scan_ref
 from mmssm.ops.scan_custom_op import scan_core
 
@@ -73,11 +73,19 @@ def _tiny_groupmamba():
                                 stem_channels=8))
 
 
+def _tiny_mambavision():
+    return MambaVision(arch=dict(dim=16, in_dim=8, depths=[1, 2, 3, 2],
+                                 num_heads=[1, 2, 2, 4], layer_scale=0.5,
+                                 window_size=[8, 8, 4, 3]))
+
+
 @pytest.mark.parametrize('build,grad', [(_tiny_vim, True),
                                         (_tiny_groupmamba, False),
                                         (lambda: MambaOut(arch='femto'),
-                                         False)],
-                         ids=['vim', 'groupmamba', 'mambaout'])
+                                         False),
+                                        (_tiny_mambavision, False)],
+                         ids=['vim', 'groupmamba', 'mambaout',
+                              'mambavision'])
 def test_compile_fullgraph_equals_eager(build, grad):
     torch.manual_seed(0)
     model = build()

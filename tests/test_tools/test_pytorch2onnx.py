@@ -15,7 +15,8 @@ pytest.importorskip('onnxscript')
 
 from mmssm.apis.onnx_export import (export_onnx, export_target,  # noqa: E402
                                     verify_onnx)
-from mmssm.models.backbones import GroupMamba, MambaOut, Vim  # noqa: E402
+from mmssm.models.backbones import (GroupMamba, MambaOut,  # noqa: E402
+                                    MambaVision, Vim)
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOOL = osp.join(REPO, 'tools', 'deployment', 'pytorch2onnx.py')
@@ -36,8 +37,18 @@ def _mambaout():
     return MambaOut(arch='femto', out_indices=(0, 1, 2, 3))
 
 
-@pytest.mark.parametrize('build', [_vim, _groupmamba, _mambaout],
-                         ids=['vim', 'groupmamba', 'mambaout'])
+def _mambavision():
+    # every kind of block (conv, mixer, attention), layer scale, windows
+    # smaller and larger than the maps
+    return MambaVision(arch=dict(dim=16, in_dim=8, depths=[1, 2, 3, 2],
+                                 num_heads=[1, 2, 2, 4], layer_scale=0.5,
+                                 window_size=[8, 8, 4, 3]))
+
+
+@pytest.mark.parametrize('build', [_vim, _groupmamba, _mambaout,
+                                   _mambavision],
+                         ids=['vim', 'groupmamba', 'mambaout',
+                              'mambavision'])
 def test_backbone_onnx_equals_pytorch(build, tmp_path):
     torch.manual_seed(0)
     module, kind = export_target(build())
