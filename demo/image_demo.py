@@ -164,28 +164,6 @@ def build_inferencer(cfg, task: str, checkpoint: str, device: str):
     return inferencer
 
 
-def check_weights_fit(model, shapes: dict, checkpoint: str,
-                      strict: bool) -> None:
-    """Stop (``strict``) or warn when the checkpoint does not fit the model
-    key for key and shape for shape (the inferencers load what fits)."""
-    import torch
-
-    from mmssm.utils.checkpoint import (compare_state_dict_shapes,
-                                        describe_mismatch)
-    expected = {k: v.shape for k, v in model.state_dict().items()
-                if isinstance(v, torch.Tensor)}
-    diff = compare_state_dict_shapes(expected, shapes)
-    if not any(diff.values()):
-        return
-    text = describe_mismatch(diff)
-    if strict:
-        raise SystemExit(
-            f'CHECKPOINT {checkpoint!r} does not fit the model of the config '
-            f'(pass --non-strict to draw with the weights that fit):\n{text}')
-    print(f'--non-strict: drawing with the weights of {checkpoint!r} that '
-          f'fit the model; not loaded:\n{text}', file=sys.stderr)
-
-
 def output_path(task: str, image: str, out_dir: str) -> str:
     """Where the task's inferencer writes the drawn ``image``."""
     if task == 'mmpretrain':
@@ -242,14 +220,23 @@ def _first(result):
 
 def run(args, cfg, task: str, shapes: dict) -> str:
     """Run the inferencer on ``args.image`` (inputs from
-    :func:`check_inputs`); return the drawn image's path."""
+    :func:`check_inputs`); return the drawn image's path.
+
+    The checkpoint is compared with the model key for key and shape for
+    shape by :func:`mmssm.apis.check_checkpoint_fits` (what ``tools/train.py``
+    and ``tools/test.py`` run): a checkpoint that does not fit stops the demo
+    unless ``--non-strict``, which draws with the weights that fit and logs
+    the others.
+    """
+    from mmssm.apis import check_checkpoint_fits
     device = args.device
     if device is None:
         import torch
         device = 'cuda:0' if torch.cuda.is_available() else 'cpu'
     inferencer = build_inferencer(cfg, task, args.checkpoint, device)
-    check_weights_fit(inferencer.model, shapes, args.checkpoint,
-                      strict=not args.non_strict)
+    # the inferencer loaded what fits; say what did not (strict: stop)
+    check_checkpoint_fits(inferencer.model, shapes, args.checkpoint,
+                          strict=not args.non_strict)
 
     out = output_path(task, args.image, args.out_dir)
     replaced = osp.exists(out)

@@ -42,7 +42,8 @@ Two backward kernels (``plan['bwd']``):
   (token, state).
 * ``'seq'`` (:func:`_bwd_seq_kernel`): the same walk one position at a time
   like the forward, the chunk's states recomputed into a per-program scratch
-  (``CHUNK x BLOCK_D x N``, meant to stay in cache) and read back in reverse;
+  (``CHUNK x BLOCK_D x N``, meant to stay in cache) by the forward's own step
+  (:func:`_scan_step`, on the transposed tile) and read back in reverse;
   ``dB``/``dC`` are written per channel block and summed by the caller (no
   atomics, deterministic).
 
@@ -107,6 +108,44 @@ def _token(perm_ptr, kind, order_id, t, L):
 
 
 @triton.jit
+def _delta(ptrs, mask, bias, SOFTPLUS: tl.constexpr, HAS_BIAS: tl.constexpr):
+    """``x = delta (+ bias)`` read at ``ptrs`` and the step ``dt =
+    softplus(x)`` (``SOFTPLUS``) or ``x``, 0 where ``mask`` is off (``a =
+    1``, ``b = 0``: the state passes). ``bias`` broadcasts against the
+    loaded tile (unused without ``HAS_BIAS``). Returns ``x, dt``."""
+    x = tl.load(ptrs, mask=mask, other=0.).to(tl.float32)
+    if HAS_BIAS:
+        x += bias
+    if SOFTPLUS:
+        dt = _softplus(x)
+    else:
+        dt = x
+    return x, tl.where(mask, dt, 0.)
+
+
+@triton.jit
+def _scan_step(h, a_mat, tok, ok, u_row, dl_row, b_row, su_l, sd_l, sb_l,
+               mask_n, bias, SOFTPLUS: tl.constexpr, HAS_BIAS: tl.constexpr,
+               CH_AXIS: tl.constexpr):
+    """One visited position of the recurrence, ``h <- exp(dt A) h + dt u B``
+    for token ``tok`` (the state passes unchanged where ``ok`` is off).
+
+    The state tile ``h`` and ``a_mat`` hold channels along axis ``CH_AXIS``
+    and states along the other: 1 for the forward's ``(N, BLOCK_D)`` tiles,
+    0 for the sequential backward's ``(BLOCK_D, N)`` recompute; ``u_row``,
+    ``dl_row`` (``BLOCK_D``) and ``b_row`` (``NP``) point at the token 0 of
+    the block's rows. Returns ``h, u, dt`` (``u`` and ``dt`` per channel).
+    """
+    u = tl.load(u_row + tok * su_l, mask=ok, other=0.).to(tl.float32)
+    _, dt = _delta(dl_row + tok * sd_l, ok, bias, SOFTPLUS, HAS_BIAS)
+    bv = tl.load(b_row + tok * sb_l, mask=mask_n & ok,
+                 other=0.).to(tl.float32)
+    h = (tl.exp(tl.expand_dims(dt, 1 - CH_AXIS) * a_mat) * h +
+         tl.expand_dims(dt * u, 1 - CH_AXIS) * tl.expand_dims(bv, CH_AXIS))
+    return h, u, dt
+
+
+@triton.jit
 def _fwd_kernel(u_ptr, dl_ptr, z_ptr, a_ptr, b_ptr, c_ptr, dsk_ptr, bias_ptr,
                 perm_ptr, kind_ptr, h0_ptr, out_ptr, ckpt_ptr, end_ptr,
                 decay_ptr, D, L, DZ, su_b, su_d, su_l, sd_b, sd_d, sd_l, sz_b,
@@ -143,6 +182,8 @@ def _fwd_kernel(u_ptr, dl_ptr, z_ptr, a_ptr, b_ptr, c_ptr, dsk_ptr, bias_ptr,
     h = tl.load(h0_ptr + state, mask=mask_nd, other=0.)
     if HAS_BIAS:
         bias = tl.load(bias_ptr + offs_d).to(tl.float32)
+    else:
+        bias = 0.
     if HAS_D:
         dsk = tl.load(dsk_ptr + offs_d).to(tl.float32)
     u_row = u_ptr + bid * su_b + offs_d * su_d
@@ -166,19 +207,9 @@ def _fwd_kernel(u_ptr, dl_ptr, z_ptr, a_ptr, b_ptr, c_ptr, dsk_ptr, bias_ptr,
                 t = t0 + k
                 ok = t < t_end
                 tok = _token(perm_ptr, kind, order_id, t, L)
-                u = tl.load(u_row + tok * su_l, mask=ok,
-                            other=0.).to(tl.float32)
-                dt = tl.load(dl_row + tok * sd_l, mask=ok,
-                             other=0.).to(tl.float32)
-                if HAS_BIAS:
-                    dt += bias
-                if SOFTPLUS:
-                    dt = _softplus(dt)
-                dt = tl.where(ok, dt, 0.)  # a = 1, b = 0: the state passes
-                bv = tl.load(b_row + tok * sb_l, mask=mask_n & ok,
-                             other=0.).to(tl.float32)
-                h = (tl.exp(dt[None, :] * a_mat) * h +
-                     bv[:, None] * (dt * u)[None, :])
+                h, u, dt = _scan_step(h, a_mat, tok, ok, u_row, dl_row,
+                                      b_row, su_l, sd_l, sb_l, mask_n, bias,
+                                      SOFTPLUS, HAS_BIAS, 1)
                 if WRITE_Y:
                     cv = tl.load(c_row + tok * sc_l, mask=mask_n & ok,
                                  other=0.).to(tl.float32)
@@ -235,7 +266,9 @@ def _bwd_kernel(u_ptr, dl_ptr, z_ptr, a_ptr, b_ptr, c_ptr, dsk_ptr, bias_ptr,
     state = ((bid * NS + split) * N + offs_n[None, :]) * D + offs_d[:, None]
     g_next = tl.load(g0_ptr + state, mask=mask_dn, other=0.).to(tl.float32)
     if HAS_BIAS:
-        bias = tl.load(bias_ptr + offs_d).to(tl.float32)
+        bias = tl.load(bias_ptr + offs_d).to(tl.float32)[:, None]
+    else:
+        bias = 0.
     if HAS_D:
         dsk = tl.load(dsk_ptr + offs_d).to(tl.float32)
     u_row = u_ptr + bid * su_b + offs_d * su_d
@@ -261,13 +294,8 @@ def _bwd_kernel(u_ptr, dl_ptr, z_ptr, a_ptr, b_ptr, c_ptr, dsk_ptr, bias_ptr,
         nxt = pos + 1
         tok_nx = _token(perm_ptr, kind, order_id, nxt, L)
         m2n = (offs_d[:, None] < D) & (nxt < L)[None, :]
-        xn = tl.load(dl_row[:, None] + tok_nx[None, :] * sd_l, mask=m2n,
-                     other=0.).to(tl.float32)
-        if HAS_BIAS:
-            xn += bias[:, None]
-        if SOFTPLUS:
-            xn = _softplus(xn)
-        dt_nx = tl.where(m2n, xn, 0.)
+        _, dt_nx = _delta(dl_row[:, None] + tok_nx[None, :] * sd_l, m2n,
+                          bias, SOFTPLUS, HAS_BIAS)
         go = tl.load(go_ptr + io_row[:, None] + tok[None, :] * si_l,
                      mask=m2, other=0.).to(tl.float32)
         if HAS_Z:
@@ -290,14 +318,8 @@ def _bwd_kernel(u_ptr, dl_ptr, z_ptr, a_ptr, b_ptr, c_ptr, dsk_ptr, bias_ptr,
         if GRADS:
             uv = tl.load(u_row[:, None] + tok[None, :] * su_l, mask=m2,
                          other=0.).to(tl.float32)
-            xd = tl.load(dl_row[:, None] + tok[None, :] * sd_l, mask=m2,
-                         other=0.).to(tl.float32)
-            if HAS_BIAS:
-                xd += bias[:, None]
-            if SOFTPLUS:
-                dt = tl.where(m2, _softplus(xd), 0.)
-            else:
-                dt = tl.where(m2, xd, 0.)
+            xd, dt = _delta(dl_row[:, None] + tok[None, :] * sd_l, m2, bias,
+                            SOFTPLUS, HAS_BIAS)
             bv = tl.load(b_row[:, None] + tok[None, :] * sb_l,
                          mask=mask_n[:, None] & in_l[None, :],
                          other=0.).to(tl.float32)
@@ -401,6 +423,8 @@ def _bwd_seq_kernel(u_ptr, dl_ptr, z_ptr, a_ptr, b_ptr, c_ptr, dsk_ptr,
     ga = tl.load(g0_ptr + state, mask=mask_dn, other=0.).to(tl.float32)
     if HAS_BIAS:
         bias = tl.load(bias_ptr + offs_d).to(tl.float32)
+    else:
+        bias = 0.
     if HAS_D:
         dsk = tl.load(dsk_ptr + offs_d).to(tl.float32)
     u_row = u_ptr + bid * su_b + offs_d * su_d
@@ -432,19 +456,9 @@ def _bwd_seq_kernel(u_ptr, dl_ptr, z_ptr, a_ptr, b_ptr, c_ptr, dsk_ptr,
                     t = t0 + k
                     ok = t < t_end
                     tok = _token(perm_ptr, kind, order_id, t, L)
-                    u = tl.load(u_row + tok * su_l, mask=ok,
-                                other=0.).to(tl.float32)
-                    dt = tl.load(dl_row + tok * sd_l, mask=ok,
-                                 other=0.).to(tl.float32)
-                    if HAS_BIAS:
-                        dt += bias
-                    if SOFTPLUS:
-                        dt = _softplus(dt)
-                    dt = tl.where(ok, dt, 0.)
-                    bv = tl.load(b_row + tok * sb_l, mask=mask_n & ok,
-                                 other=0.).to(tl.float32)
-                    h = (tl.exp(dt[:, None] * a_mat) * h +
-                         (dt * u)[:, None] * bv[None, :])
+                    h, _, _ = _scan_step(h, a_mat, tok, ok, u_row, dl_row,
+                                         b_row, su_l, sd_l, sb_l, mask_n,
+                                         bias, SOFTPLUS, HAS_BIAS, 0)
                     tl.store(scr + (t - t_beg) * (BLOCK_D * NP), h,
                              mask=mask_dn & ok)
             tl.debug_barrier()
@@ -454,15 +468,8 @@ def _bwd_seq_kernel(u_ptr, dl_ptr, z_ptr, a_ptr, b_ptr, c_ptr, dsk_ptr,
                 t = t_end - 1 - (t0 + k)
                 ok = t >= t_beg
                 tok = _token(perm_ptr, kind, order_id, t, L)
-                xd = tl.load(dl_row + tok * sd_l, mask=ok,
-                             other=0.).to(tl.float32)
-                if HAS_BIAS:
-                    xd += bias
-                if SOFTPLUS:
-                    dt = _softplus(xd)
-                else:
-                    dt = xd
-                dt = tl.where(ok, dt, 0.)
+                xd, dt = _delta(dl_row + tok * sd_l, ok, bias, SOFTPLUS,
+                                HAS_BIAS)
                 go = tl.load(go_ptr + io_row + tok * si_l, mask=ok,
                              other=0.).to(tl.float32)
                 if HAS_Z:

@@ -4,6 +4,7 @@ They work for mmdet, mmseg and mmpretrain configs alike; the task is read
 from the config's ``default_scope``.
 """
 import gc
+import logging
 import os
 import os.path as osp
 
@@ -402,7 +403,11 @@ def check_checkpoint_fits(runner, shapes: dict, path: str,
     """Compare the built model's weights with a checkpoint's, before loading.
 
     Args:
-        runner: A built runner (its model exists; nothing was loaded yet).
+        runner: A built runner (its model exists; nothing was loaded yet),
+            or the model itself (an ``nn.Module``, e.g. an inferencer's, as
+            ``demo/image_demo.py`` checks it; the warning then goes to
+            mmengine's current logger). Model wrappers and TTA models are
+            unwrapped.
         shapes (dict): From :func:`check_checkpoint_file`; ``None`` skips.
         path (str): The checkpoint, for the messages.
         strict (bool): Stop on any missing, unexpected or shape-mismatched
@@ -411,13 +416,15 @@ def check_checkpoint_fits(runner, shapes: dict, path: str,
     Raises:
         SystemExit: In strict mode, naming the keys that do not fit.
     """
+    from mmengine.logging import print_log
     from mmengine.model import BaseTTAModel, is_model_wrapper
 
     from mmssm.utils.checkpoint import (compare_state_dict_shapes,
                                         describe_mismatch)
     if shapes is None:
         return
-    model = runner.model
+    is_model = isinstance(runner, torch.nn.Module)
+    model = runner if is_model else runner.model
     while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
         model = model.module
     expected = {k: v.shape for k, v in model.state_dict().items()
@@ -430,9 +437,12 @@ def check_checkpoint_fits(runner, shapes: dict, path: str,
         raise SystemExit(
             f'checkpoint {path!r} does not fit the model of the config '
             f'(pass --non-strict to load the weights that fit):\n{text}')
-    runner.logger.warning(
-        f'--non-strict: loading the weights of {path!r} that fit the model; '
-        f'not loaded:\n{text}')
+    message = (f'--non-strict: loading the weights of {path!r} that fit the '
+               f'model; not loaded:\n{text}')
+    if is_model:
+        print_log(message, logger='current', level=logging.WARNING)
+    else:
+        runner.logger.warning(message)
 
 
 #: mmengine's "no end" for param schedulers.

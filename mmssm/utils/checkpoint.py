@@ -3,7 +3,8 @@ unusable file (:func:`load_checkpoint_file`, :func:`read_state_dict`,
 :func:`read_checkpoint_shapes`), comparing their keys with a model's, the
 strict loader behind every mmssm backbone's ``init_cfg=dict(type='Pretrained',
 ...)`` (:func:`load_pretrained`) and the converter CLIs' shared load -> unwrap
--> convert -> save (:func:`convert_checkpoint_file`)."""
+-> convert -> save (:func:`convert_checkpoint_file`, with the classifier keys
+placed by :func:`split_classifier_keys`)."""
 from collections import OrderedDict
 from typing import Dict, Sequence
 
@@ -407,13 +408,63 @@ def load_pretrained(model: torch.nn.Module,
     return dict(diff, absent_by_design=absent)
 
 
-def converter_arg_parser(description: str):
-    """The argument parser of a converter CLI, with ``src`` and ``dst``."""
+def converter_arg_parser(description: str, head_options: bool = False):
+    """The argument parser of a converter CLI, with ``src`` and ``dst``.
+
+    Args:
+        description (str): The CLI's one-line description.
+        head_options (bool): Add ``--mmpretrain`` and ``--no-head``, the
+            options of :func:`split_classifier_keys` (``args.mmpretrain``,
+            ``args.no_head``). Defaults to False.
+    """
     import argparse
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument('src', help='source checkpoint (path or URL)')
     parser.add_argument('dst', help='output checkpoint path')
+    if head_options:
+        parser.add_argument(
+            '--mmpretrain',
+            action='store_true',
+            help='prefix backbone keys with "backbone." (mmpretrain '
+            'classifier)')
+        parser.add_argument(
+            '--no-head', action='store_true', help='drop the classifier head')
     return parser
+
+
+def split_classifier_keys(state_dict: Dict[str, torch.Tensor],
+                          head_prefix: str = 'head.',
+                          mmpretrain: bool = False,
+                          no_head: bool = False) -> Dict[str, torch.Tensor]:
+    """Place the keys of a converted classifier for the output file.
+
+    The keys under ``head.`` (the classifier) are renamed to
+    ``head_prefix`` + the rest of the key, or dropped with ``no_head``; every
+    other key is a backbone key, prefixed with ``backbone.`` when
+    ``mmpretrain`` is set (the layout of an mmpretrain ``ImageClassifier``).
+    The order of the keys is kept.
+
+    Args:
+        state_dict (dict): Converted weights, backbone keys and ``head.*``.
+        head_prefix (str): Prefix of the classifier keys in the output, e.g.
+            ``'head.fc.'`` for mmpretrain's ``LinearClsHead``. Defaults to
+            ``'head.'`` (kept as they are).
+        mmpretrain (bool): Prefix the backbone keys with ``backbone.``.
+            Defaults to False.
+        no_head (bool): Drop the classifier keys. Defaults to False.
+
+    Returns:
+        OrderedDict: The renamed weights (the tensors are not copied).
+    """
+    out = OrderedDict()
+    backbone = 'backbone.' if mmpretrain else ''
+    for key, value in state_dict.items():
+        if key.startswith('head.'):
+            if not no_head:
+                out[head_prefix + key[len('head.'):]] = value
+        else:
+            out[backbone + key] = value
+    return out
 
 
 def convert_checkpoint_file(src: str,

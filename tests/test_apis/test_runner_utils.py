@@ -65,3 +65,48 @@ def test_cpu_wrapper_keeps_user_options():
     # another wrapper the config names deliberately is left alone
     assert cpu_model_wrapper_cfg(dict(type='MyWrapper', x=1)) == dict(
         type='MyWrapper', x=1)
+
+
+def test_checkpoint_fit_check_takes_a_runner_or_a_model(monkeypatch):
+    """check_checkpoint_fits: the same comparison for a runner
+    (tools/train.py, tools/test.py) and a bare model (demo/image_demo.py):
+    strict mode stops naming each missing, unexpected and mismatched key;
+    non-strict mode warns (the runner's logger, or mmengine's current one
+    for a model); a fitting checkpoint passes silently."""
+    import types
+
+    import mmengine.logging
+    import pytest
+
+    from mmssm.apis import check_checkpoint_fits
+    model = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.Linear(3, 1))
+    fits = {'0.weight': (3, 2), '0.bias': (3, ), '1.weight': (1, 3),
+            '1.bias': (1, )}
+    wrong = {'0.weight': (3, 2), '0.bias': (4, ), '1.weight': (1, 3),
+             'extra.w': (5, )}
+    warned = []
+    runner = types.SimpleNamespace(
+        model=model, logger=types.SimpleNamespace(warning=warned.append))
+    monkeypatch.setattr(mmengine.logging, 'print_log',
+                        lambda msg, logger=None, level=None:
+                        warned.append((msg, level)))
+    for target in (runner, model):
+        check_checkpoint_fits(target, fits, 'a.pth')
+        check_checkpoint_fits(target, None, 'a.pth')
+        with pytest.raises(SystemExit) as info:
+            check_checkpoint_fits(target, wrong, 'b.pth')
+        msg = str(info.value)
+        assert "checkpoint 'b.pth' does not fit the model" in msg
+        assert 'missing in the checkpoint (1): 1.bias' in msg
+        assert 'unexpected (not in the model) (1): extra.w' in msg
+        assert 'shape mismatch (1): 0.bias [4] in checkpoint vs [3] in ' \
+            'model' in msg
+        assert not warned
+        check_checkpoint_fits(target, wrong, 'b.pth', strict=False)
+        assert len(warned) == 1
+        text = warned.pop()
+        if target is model:
+            text, level = text
+            assert level == 30  # logging.WARNING
+        assert text.startswith("--non-strict: loading the weights of 'b.pth'")
+        assert 'extra.w' in text and '1.bias' in text

@@ -28,8 +28,9 @@ NO_WORKERS = [
 
 def test_every_demo_is_listed():
     families = {osp.basename(osp.dirname(p)) for p in DEMOS}
-    assert families == {'groupmamba', 'mambaout', 'vim', 'vim_adapter'}
-    assert len(DEMOS) == 11
+    assert families == {'groupmamba', 'mambaout', 'mambavision', 'vim',
+                        'vim_adapter'}
+    assert len(DEMOS) == 16
 
 
 @pytest.mark.parametrize('config', DEMOS,

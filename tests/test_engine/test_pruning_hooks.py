@@ -572,3 +572,66 @@ def test_real_runner_checkpoint_and_resume(tmp_path):
         assert torch.equal(hook2.masks[n], hook.masks[n])
     for k, v in resumed.model.state_dict().items():
         torch.testing.assert_close(v, final[k])
+
+
+def test_prune2dense_bench_times_both_models_interleaved():
+    """bench(): one warm-up and ``runs`` timed forwards per model, medians
+    in ms and the ratio, with a fake clock each forward advances by its
+    model's cost (masked 3 s, pruned 1 s, a 50 s outlier once)."""
+    p2d = _tool('model_converters', 'prune2dense')
+    now = [0.0]
+    order = []
+
+    def cost(name, seconds):
+        def hook(module, args, output):
+            order.append(name)
+            now[0] += seconds.pop(0) if isinstance(seconds, list) else seconds
+        return hook
+
+    masked, pruned = _conv_net(), _conv_net(seed=1)
+    # warm-up (not timed) then 3 timed runs; the second timed masked run is
+    # an outlier that the median ignores
+    masked.register_forward_hook(cost('m', [100.0, 3.0, 50.0, 3.0]))
+    pruned.register_forward_hook(cost('p', 1.0))
+    res = p2d.bench(masked, pruned, (5, 6), runs=3, clock=lambda: now[0])
+    assert order == ['m', 'p'] + ['m', 'p'] * 3
+    assert res['masked_ms'] == pytest.approx(3000.0)
+    assert res['pruned_ms'] == pytest.approx(1000.0)
+    assert res['speedup'] == pytest.approx(3.0)
+    assert res['size'] == [5, 6] and res['runs'] == 3
+    with pytest.raises(ValueError, match='runs must be >= 1'):
+        p2d.bench(masked, pruned, (5, 6), runs=0)
+    # --bench needs the model to time
+    with pytest.raises(SystemExit):
+        p2d.parse_args(['in.pth', 'out.pth', '--bench', '64', '64'])
+
+
+def test_prune2dense_removes_declared_chains_of_mambavision_conv_blocks():
+    """A module's ``channel_prune_chains`` lets prune2dense cut the channels
+    of ``conv1 -> norm1 -> act1 -> conv2`` (MambaVision's conv blocks, not an
+    nn.Sequential); the pruned block computes what the masked one does."""
+    from mmssm.models.backbones.mambavision import MambaVisionConvBlock
+    p2d = _tool('model_converters', 'prune2dense')
+    torch.manual_seed(0)
+    block = MambaVisionConvBlock(8).eval()
+    with torch.no_grad():
+        for bn in (block.norm1, block.norm2):
+            bn.running_mean.uniform_(-1, 1)
+            bn.running_var.uniform_(0.5, 2)
+            bn.bias.uniform_(-1, 1)
+        block.norm1.weight.copy_(torch.arange(1., 9.))
+    keep = torch.tensor([False, True, False, True, True, False, True, True])
+    masks = {'norm1': keep}
+    ckpt = {'state_dict': block.state_dict(), EARLY_BIRD_KEY: {'masks': masks}}
+    masked = copy.deepcopy(block)
+    apply_channel_masks(masked, masks)
+    out, pruned = p2d.convert(ckpt, copy.deepcopy(block), log=lambda s: None)
+    assert out['meta']['prune2dense']['removed'] == {'norm1': [8, 5]}
+    assert pruned.conv1.out_channels == 5 and pruned.conv2.in_channels == 5
+    assert pruned.conv1.bias.shape == (5, ) and pruned.norm1.num_features == 5
+    x = torch.randn(2, 8, 5, 7)
+    with torch.no_grad():
+        torch.testing.assert_close(pruned(x), masked(x), atol=1e-5,
+                                   rtol=1e-5)
+        # the kept channels, not the first five
+        assert torch.equal(pruned.norm1.weight, torch.tensor([2., 4, 5, 7, 8]))

@@ -124,6 +124,35 @@ def test_missing_checkpoint_stops_naming_it(setup):
     assert not (tmp / 'work_dirs').exists()  # nothing written
 
 
+def test_checkpoint_that_does_not_fit_stops_unless_non_strict(setup):
+    """The fit check shared with tools/train.py and tools/test.py
+    (mmssm.apis.check_checkpoint_fits): a checkpoint missing one weight
+    stops the demo naming it and draws nothing; --non-strict draws with the
+    weights that fit and names the one that did not."""
+    cfg, ckpt, image = setup['det']
+    tmp = setup['tmp']
+    state = torch.load(ckpt)['state_dict']
+    state.pop('roi_head.bbox_head.fc_cls.bias')
+    partial = tmp / 'det_partial.pth'
+    torch.save({'state_dict': state, 'meta': {}}, partial)
+    out_dir = tmp / 'out_partial'
+    res, log = _demo([image, cfg, partial, '--out-dir', out_dir, '--device',
+                      'cpu'], tmp)
+    assert res.returncode != 0
+    assert (f"checkpoint '{partial}' does not fit the model of the config "
+            '(pass --non-strict') in res.stderr, log[-4000:]
+    assert ('missing in the checkpoint (1): roi_head.bbox_head.fc_cls.bias'
+            in res.stderr), log[-4000:]
+    assert not out_dir.exists()
+    res, log = _demo([image, cfg, partial, '--out-dir', out_dir, '--device',
+                      'cpu', '--non-strict'], tmp)
+    assert res.returncode == 0, log[-4000:]
+    assert '--non-strict: loading the weights of' in log
+    assert 'roi_head.bbox_head.fc_cls.bias' in log
+    assert res.stdout.strip().splitlines()[-1] == str(
+        out_dir / 'vis' / 'shapes.png')
+
+
 def test_argument_checks(setup, tmp_path):
     """check_inputs in-process: each wrong argument named, the scope read."""
     spec = importlib.util.spec_from_file_location('image_demo', DEMO)

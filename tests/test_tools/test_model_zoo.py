@@ -27,6 +27,8 @@ FAST = [
     'configs/vim/upernet_vim-tiny_plain-taps_8xb2-160k_ade20k-512x512.py',
     'configs/vim_adapter/'
     'mask-rcnn_vim-reg-adapter-demo_fpn_demo_coco-shapes.py',
+    'configs/mambavision/'
+    'cascade-mask-rcnn_mambavision-tiny_fpn_4conv1fc-giou_ms-crop-3x_coco.py',
 ]
 
 
@@ -140,7 +142,7 @@ def test_model_index_loads_with_modelindex():
                 'mask-rcnn_mambaout-femto_fpn_demo_coco-shapes')
     assert [r.task for r in demo.results] == [
         'Object Detection', 'Instance Segmentation']
-    assert demo.results[0].metrics['box AP'] == 60.2
+    assert demo.results[0].metrics['box AP'] == 53.4
     # modelindex resolves a collection's README from the metafile's folder;
     # OpenMMLab's metafiles (and mim) give it, like Config, from the
     # repository root: that is the one complaint allowed
@@ -245,3 +247,22 @@ def test_recorded_flops_of_mambaout_tiny_match_the_paper():
     ):
         flops = RECORDED[name]['flops'] / 1e9
         assert abs(flops - paper) / paper < 0.03, (name, flops, paper)
+
+
+def test_recorded_figures_of_the_mambavision_classifiers_match_the_paper():
+    """Params within 1 % and FLOPs at 224 within 3 % of the published
+    T/T2/S/B/L/L2 figures (issue #16); the dense configs' figures are only
+    partly reproducible from the official structure (README, MambaVision)."""
+    published = {
+        'tiny': (31.8, 4.4), 'tiny2': (35.1, 5.1), 'small': (50.1, 7.5),
+        'base': (97.7, 15.0), 'large': (227.9, 34.9),
+        'large2': (241.5, 37.5)}
+    for size, (params, flops) in published.items():
+        rec = RECORDED[
+            f'configs/mambavision/mambavision-{size}_32xb128_in1k.py']
+        assert abs(rec['params'] / 1e6 - params) / params < 0.01, (size, rec)
+        assert abs(rec['flops'] / 1e9 - flops) / flops < 0.03, (size, rec)
+    # the UperNet B FLOPs at 512x2048 are reproduced (1342 G published)
+    rec = RECORDED['configs/mambavision/'
+                   'upernet_mambavision-base_16xb1-160k_ade20k-512x512.py']
+    assert abs(rec['flops'] / 1e9 - 1342) / 1342 < 0.03, rec

@@ -165,6 +165,9 @@ _GM_W = 'https://huggingface.co/Abdelrahman-shaker/GroupMamba-{}'
 _MV_CODE = 'https://github.com/NVlabs/MambaVision'
 _MV_W = ('https://huggingface.co/nvidia/MambaVision-{0}-1K/resolve/main/'
          'mambavision_{1}_1k.pth.tar')
+_MV_CASCADE = ('cascade-mask-rcnn_mambavision-{}_fpn_4conv1fc-giou_ms-crop-3x_'
+               'coco.py')
+_MV_SEG = 'upernet_mambavision-{}-160k_ade20k-512x512.py'
 #: the paper of the Vim-Ti + SE / + MobileNetV2-stem variants
 #: (papers/improving-ssm-vim-mambavision.txt; no ImageNet figures there)
 _IMPROVING = 'Improving State Space Models for Computer Vision'
@@ -240,6 +243,21 @@ ENTRIES: List[dict] = [
     _e(CLS, _MV + 'mambavision-tiny_32xb128_in1k.py', 31.8, 4.4,
        'MambaVision release', {_T1: 82.3}, (_MV_W.format('T', 'tiny'),
                                              _MV_CODE)),
+    _e(CLS, _MV + 'mambavision-tiny2_32xb128_in1k.py', 35.1, 5.1,
+       'MambaVision release', {_T1: 82.7}, (_MV_W.format('T2', 'tiny2'),
+                                             _MV_CODE)),
+    _e(CLS, _MV + 'mambavision-small_32xb128_in1k.py', 50.1, 7.5,
+       'MambaVision release', {_T1: 83.3}, (_MV_W.format('S', 'small'),
+                                             _MV_CODE)),
+    _e(CLS, _MV + 'mambavision-base_32xb128_in1k.py', 97.7, 15.0,
+       'MambaVision release', {_T1: 84.2}, (_MV_W.format('B', 'base'),
+                                             _MV_CODE)),
+    _e(CLS, _MV + 'mambavision-large_32xb128_in1k.py', 227.9, 34.9,
+       'MambaVision release', {_T1: 85.0}, (_MV_W.format('L', 'large'),
+                                             _MV_CODE)),
+    _e(CLS, _MV + 'mambavision-large2_32xb128_in1k.py', 241.5, 37.5,
+       'MambaVision release', {_T1: 85.3}, (_MV_W.format('L2', 'large2'),
+                                             _MV_CODE)),
     _e(DET, _MO + 'mask-rcnn_mambaout-tiny_fpn_1x_coco.py', 43, 262,
        'MambaOut Tab. 2', {'box AP': 45.1, 'mask AP': 41.0}),
     _e(DET, _MO + 'mask-rcnn_mambaout-small_fpn_1x_coco.py', 65, 354,
@@ -261,11 +279,19 @@ ENTRIES: List[dict] = [
     _e(DET, _VA + 'mask-rcnn_vim-reg-middle-adapter_fpn_1x_coco.py'),
     _e(DET, _VA + 'mask-rcnn_vim-reg-large-adapter_fpn_1x_coco.py'),
     _e(DET, _MV + 'mask-rcnn_mambavision-tiny_fpn_1x_coco.py'),
+    _e(DET, _MV + 'mask-rcnn_mambavision-small_fpn_1x_coco.py'),
+    _e(DET, _MV + 'mask-rcnn_mambavision-base_fpn_1x_coco.py'),
     _e(CASCADE,
        _VIM + 'cascade-mask-rcnn_vim-tiny_simple-fpn_lsj-100e_coco.py',
        source='Vim Tab. 3', paper={'box AP': 45.7, 'mask AP': 39.2}),
     _e(CASCADE,
        _VIM + 'cascade-mask-rcnn_vim-small_simple-fpn_lsj-100e_coco.py'),
+    _e(CASCADE, _MV + _MV_CASCADE.format('tiny'), 86, 740,
+       'MambaVision release', {'box AP': 51.1, 'mask AP': 44.3}),
+    _e(CASCADE, _MV + _MV_CASCADE.format('small'), 108, 828,
+       'MambaVision release', {'box AP': 52.3, 'mask AP': 45.2}),
+    _e(CASCADE, _MV + _MV_CASCADE.format('base'), 145, 964,
+       'MambaVision release', {'box AP': 52.8, 'mask AP': 45.7}),
     _e(SEG, _MO + 'upernet_mambaout-tiny_4xb4-160k_ade20k-512x512.py', 54,
        938, 'MambaOut Tab. 3', {'mIoU': 47.4, _MS: 48.6}),
     _e(SEG, _MO + 'upernet_mambaout-small_4xb4-160k_ade20k-512x512.py', 76,
@@ -286,9 +312,18 @@ ENTRIES: List[dict] = [
     _e(SEG,
        _VA + 'upernet_vim-reg-middle-adapter_8xb2-160k_ade20k-512x512.py'),
     _e(SEG, _VA + 'upernet_vim-reg-large-adapter_8xb2-160k_ade20k-512x512.py'),
+    _e(SEG, _MV + _MV_SEG.format('tiny_16xb1'), 55, 945,
+       'MambaVision release', {'mIoU': 46.0}),
+    _e(SEG, _MV + _MV_SEG.format('small_8xb2'), 84, 1135,
+       'MambaVision release', {'mIoU': 48.2}),
+    _e(SEG, _MV + _MV_SEG.format('base_16xb1'), 126, 1342,
+       'MambaVision release', {'mIoU': 49.1}),
     # CPU demos: results as the README reports them (COCO AP in %)
     _e(DEMO, _MO + 'mask-rcnn_mambaout-femto_fpn_demo_coco-shapes.py',
-       results={'box AP': 60.2, 'mask AP': 59.7}, shape=(256, 256)),
+       results={'box AP': 53.4, 'mask AP': 54.5}, shape=(256, 256)),
+    _e(DEMO,
+       _MO + 'mask-rcnn_mambaout-femto_fpn_pruned-60_demo_coco-shapes.py',
+       results={'box AP': 40.4, 'mask AP': 42.0}, shape=(256, 256)),
     _e(DEMO, _MO + 'upernet_mambaout-femto_demo_ade-shapes.py',
        results={'mIoU': 63.8, 'aAcc': 95.3, 'mAcc': 68.6}, shape=(256, 256)),
     _e(DEMO, _GM + 'mask-rcnn_groupmamba-demo_fpn_demo_coco-shapes.py',
@@ -304,12 +339,21 @@ ENTRIES: List[dict] = [
     _e(DEMO,
        _VIM + 'cascade-mask-rcnn_vim-demo_simple-fpn_demo_coco-shapes.py',
        results={'box AP': 1.0, 'mask AP': 0.4}, shape=(320, 320)),
+    _e(DEMO, _VIM +
+       'cascade-mask-rcnn_vim-demo_taps-fpn_pruned-60_demo_coco-shapes.py',
+       shape=(320, 320)),
     _e(DEMO, _VIM + 'upernet_vim-demo_plain-taps_demo_ade-shapes.py',
        shape=(256, 256)),
     _e(DEMO, _VA + 'mask-rcnn_vim-reg-adapter-demo_fpn_demo_coco-shapes.py',
        results={'box AP': 19.6, 'mask AP': 22.8}, shape=(320, 320)),
     _e(DEMO, _VA + 'upernet_vim-reg-adapter-demo_demo_ade-shapes.py',
        shape=(256, 256)),
+    _e(DEMO, _MV + 'mask-rcnn_mambavision-demo_fpn_demo_coco-shapes.py',
+       results={'box AP': 51.2, 'mask AP': 52.3}, shape=(256, 256)),
+    _e(DEMO, _MV + 'upernet_mambavision-demo_demo_ade-shapes.py',
+       results={'mIoU': 62.8, 'aAcc': 95.4, 'mAcc': 68.0}, shape=(256, 256)),
+    _e(DEMO, _MV + 'upernet_gmambavision-demo_demo_ade-shapes.py',
+       results={'mIoU': 63.6, 'aAcc': 95.8, 'mAcc': 69.0}, shape=(256, 256)),
 ]
 
 

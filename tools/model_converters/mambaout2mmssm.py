@@ -17,23 +17,17 @@ mmpretrain ``ImageClassifier`` (``load_from``); ``--no-head`` drops the head.
 Note that MambaOut also loads the unconverted files directly through
 ``init_cfg=dict(type='Pretrained', checkpoint=...)``.
 """
-from collections import OrderedDict
-
 from mmssm.models.backbones.mambaout import (convert_mambaout,
                                              mambaout_checkpoint_layout)
 from mmssm.utils.checkpoint import (convert_checkpoint_file,
-                                    converter_arg_parser)
+                                    converter_arg_parser,
+                                    split_classifier_keys)
 
 
 def main(argv=None):
     parser = converter_arg_parser(
-        'Convert an official/timm MambaOut checkpoint to mmssm')
-    parser.add_argument(
-        '--mmpretrain',
-        action='store_true',
-        help='prefix backbone keys with "backbone." (mmpretrain classifier)')
-    parser.add_argument(
-        '--no-head', action='store_true', help='drop the classifier head')
+        'Convert an official/timm MambaOut checkpoint to mmssm',
+        head_options=True)
     parser.add_argument(
         '--ema', action='store_true', help="use the 'model_ema' weights")
     args = parser.parse_args(argv)
@@ -41,14 +35,9 @@ def main(argv=None):
 
     def convert(state_dict):
         meta['source_layout'] = mambaout_checkpoint_layout(state_dict)
-        out = OrderedDict()
-        for key, value in convert_mambaout(state_dict).items():
-            if key.startswith('head.'):
-                if not args.no_head:
-                    out[key] = value
-            else:
-                out[('backbone.' if args.mmpretrain else '') + key] = value
-        return out
+        return split_classifier_keys(
+            convert_mambaout(state_dict),
+            mmpretrain=args.mmpretrain, no_head=args.no_head)
 
     convert_checkpoint_file(
         args.src, args.dst, convert, use_ema=args.ema, meta=meta)

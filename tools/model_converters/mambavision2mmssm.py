@@ -20,36 +20,25 @@ backbones) and the classifier as ``head.fc.*`` (mmpretrain's
 ``--no-head`` drops the classifier. MambaVision also loads the unconverted
 files directly through ``init_cfg=dict(type='Pretrained', checkpoint=...)``.
 """
-from collections import OrderedDict
-
 from mmssm.models.backbones.mambavision import (convert_mambavision,
                                                 mambavision_checkpoint_layout)
 from mmssm.utils.checkpoint import (convert_checkpoint_file,
-                                    converter_arg_parser)
+                                    converter_arg_parser,
+                                    split_classifier_keys)
 
 
 def main(argv=None):
     parser = converter_arg_parser(
-        'Convert an official MambaVision checkpoint to mmssm')
-    parser.add_argument(
-        '--mmpretrain',
-        action='store_true',
-        help='prefix backbone keys with "backbone." (mmpretrain classifier)')
-    parser.add_argument(
-        '--no-head', action='store_true', help='drop the classifier head')
+        'Convert an official MambaVision checkpoint to mmssm',
+        head_options=True)
     args = parser.parse_args(argv)
     meta = {}
 
     def convert(state_dict):
         meta['source_layout'] = mambavision_checkpoint_layout(state_dict)
-        out = OrderedDict()
-        for key, value in convert_mambavision(state_dict).items():
-            if key.startswith('head.'):
-                if not args.no_head:
-                    out['head.fc.' + key[len('head.'):]] = value
-            else:
-                out[('backbone.' if args.mmpretrain else '') + key] = value
-        return out
+        return split_classifier_keys(
+            convert_mambavision(state_dict), head_prefix='head.fc.',
+            mmpretrain=args.mmpretrain, no_head=args.no_head)
 
     convert_checkpoint_file(args.src, args.dst, convert, meta=meta)
 

@@ -3,7 +3,7 @@
 Usage::
 
     python tools/model_converters/prune2dense.py IN OUT [--config CONFIG] \
-        [--full-model MODEL.pt]
+        [--full-model MODEL.pt] [--bench H W [--bench-runs N]]
 
 * Unstructured masks (``checkpoint['mmssm_pruning']``, written by
   :class:`~mmssm.engine.hooks.MagnitudePruningHook` /
@@ -16,9 +16,10 @@ Usage::
   norm channels have scale and shift 0 (they output 0). With ``--config``
   the model is built and, where it is safe, the channels are physically
   removed: a ``Conv``/``Linear`` (groups 1) followed, inside the same
-  ``nn.Sequential``, by its ``BatchNorm``, then only activations that map 0
-  to 0 (ReLU, ReLU6, LeakyReLU, GELU, SiLU, Hardswish, Tanh, ELU, Mish,
-  Identity, Dropout), then a ``Conv``/``Linear`` (groups 1) reading those
+  ``nn.Sequential`` (or of a ``channel_prune_chains`` entry a module
+  declares for its forward), by its ``BatchNorm``, then only activations
+  that map 0 to 0 (ReLU, ReLU6, LeakyReLU, GELU, SiLU, Hardswish, Tanh,
+  ELU, Mish, Identity, Dropout), then a ``Conv``/``Linear`` (groups 1) reading those
   channels: the producer's output channels, the norm's channels and
   statistics and the consumer's input channels are cut. Everywhere else
   (LayerNorm, whose statistics span all channels; norms not in such a chain;
@@ -31,10 +32,23 @@ with removed channels no longer fits the config's model; ``--full-model``
 also saves the pruned ``nn.Module`` itself (``torch.load(...,
 weights_only=False)``). The parameter count before and after (and the
 non-zero count) is printed.
+
+``--bench H W`` (with ``--config`` and channel masks) also measures the
+speed the removal buys: the masked model (channels zeroed, full width) and
+the pruned one, batch 1, ``H x W`` random input, ``torch.no_grad()``, the
+median of ``--bench-runs`` forwards each after one warm-up forward, the two
+models interleaved run by run (so a load change hits both alike); it times
+``extract_feat`` where the model has one (mmdet/mmseg/mmpretrain models: the
+backbone and neck), else ``forward``. Printed: both medians and their ratio,
+stored in ``meta['prune2dense']['bench']``. Unstructured masks change no
+shape, so they buy no speed on dense kernels and are not timed.
 """
 import argparse
+import copy
 import os.path as osp
+import statistics
 import sys
+import time
 from collections import OrderedDict
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -103,15 +117,27 @@ def _cut_consumer(m, keep):
         m.in_channels = len(keep)
 
 
+def _sequences(model: nn.Module):
+    """``(prefix, [(name, module), ...])`` for every run of modules that a
+    forward applies one after the other: the children of each plain
+    ``nn.Sequential``, and each ``channel_prune_chains`` entry (a tuple of
+    child attribute names) that a module declares for its own forward (e.g.
+    :class:`mmssm.models.backbones.mambavision.MambaVisionConvBlock`:
+    ``('conv1', 'norm1', 'act1', 'conv2')``)."""
+    for name, mod in unwrap(model).named_modules():
+        if type(mod) is nn.Sequential:
+            yield name, list(mod.named_children())
+        for chain in getattr(mod, 'channel_prune_chains', ()) or ():
+            yield name, [(c, getattr(mod, c)) for c in chain]
+
+
 def find_removable(model: nn.Module, masks) -> 'OrderedDict':
     """``norm name -> (producer, norm, consumer)`` for the masked BatchNorms
     sitting in a safe ``Conv/Linear -> BN -> zero-preserving ... ->
-    Conv/Linear`` chain of one ``nn.Sequential``."""
+    Conv/Linear`` chain of one ``nn.Sequential`` or of a declared
+    ``channel_prune_chains`` entry (see :func:`_sequences`)."""
     out = OrderedDict()
-    for seq_name, seq in unwrap(model).named_modules():
-        if type(seq) is not nn.Sequential:
-            continue
-        children = list(seq.named_children())
+    for seq_name, children in _sequences(model):
         for i in range(len(children) - 2):
             (_, prod), (nname, norm) = children[i], children[i + 1]
             full = f'{seq_name}.{nname}' if seq_name else nname
@@ -213,7 +239,8 @@ def convert(checkpoint: dict, model: nn.Module = None, log=print):
             for name in res['zeroed']:
                 log(f'{name}: channels zeroed, not removed (not in a '
                     'Conv/Linear -> BatchNorm -> activation -> Conv/Linear '
-                    'chain of one nn.Sequential, or a LayerNorm)')
+                    'chain of one nn.Sequential or of a declared '
+                    'channel_prune_chains, or a LayerNorm)')
             info['shapes'] = OrderedDict(
                 (k, list(v.shape)) for k, v in state_dict.items())
     if not unstructured and not structured:
@@ -229,6 +256,39 @@ def convert(checkpoint: dict, model: nn.Module = None, log=print):
         model if structured and model is not None else None)
 
 
+def _timed_call(model: nn.Module):
+    """The callable :func:`bench` times: ``extract_feat`` if the model has
+    one, else the model itself."""
+    fn = getattr(unwrap(model), 'extract_feat', None)
+    return fn if callable(fn) else model
+
+
+def bench(masked: nn.Module, pruned: nn.Module, size, runs: int = 5,
+          clock=time.perf_counter) -> dict:
+    """Median forward time of ``masked`` and ``pruned`` on one random
+    ``(1, 3, H, W)`` image (one warm-up forward each, then ``runs`` timed
+    forwards, the models alternating), in milliseconds, and
+    ``speedup = masked / pruned``."""
+    if runs < 1:
+        raise ValueError(f'bench: runs must be >= 1, got {runs}')
+    h, w = size
+    x = torch.randn(1, 3, int(h), int(w))
+    calls = [_timed_call(masked.eval()), _timed_call(pruned.eval())]
+    times = ([], [])
+    with torch.no_grad():
+        for fn in calls:
+            fn(x)
+        for _ in range(runs):
+            for fn, out in zip(calls, times):
+                t0 = clock()
+                fn(x)
+                out.append(clock() - t0)
+    before = statistics.median(times[0]) * 1e3
+    after = statistics.median(times[1]) * 1e3
+    return dict(size=[int(h), int(w)], runs=runs, masked_ms=before,
+                pruned_ms=after, speedup=before / after if after else None)
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('src', metavar='IN')
@@ -238,7 +298,17 @@ def parse_args(argv=None):
     parser.add_argument('--full-model', metavar='PATH',
                         help='also torch.save the pruned nn.Module here '
                         '(with --config)')
-    return parser.parse_args(argv)
+    parser.add_argument('--bench', nargs=2, type=int, metavar=('H', 'W'),
+                        help='time the masked and the pruned model on an '
+                        'H x W input (with --config and channel masks)')
+    parser.add_argument('--bench-runs', type=int, default=5, metavar='N',
+                        help='timed forwards per model (default 5)')
+    args = parser.parse_args(argv)
+    if args.bench and not args.config:
+        parser.error('--bench needs --config (the model to time)')
+    if args.bench and (min(args.bench) < 1 or args.bench_runs < 1):
+        parser.error('--bench H W must be positive and --bench-runs >= 1')
+    return args
 
 
 def main(argv=None):
@@ -248,7 +318,22 @@ def main(argv=None):
     if args.config:
         from mmssm.apis import build_model
         model = build_model(args.config)
+    masked = None
+    if args.bench:
+        if not (ckpt.get(EARLY_BIRD_KEY) or {}).get('masks'):
+            raise SystemExit('--bench: the checkpoint holds no channel masks '
+                             '(unstructured masks change no shape)')
+        masked = copy.deepcopy(model)
     out, pruned = convert(ckpt, model)
+    if masked is not None:
+        # the masked model: the same weights, pruned channels zeroed
+        unwrap(masked).load_state_dict(unwrap_state_dict(ckpt), strict=True)
+        apply_channel_masks(masked, ckpt[EARLY_BIRD_KEY]['masks'])
+        res = bench(masked, pruned, args.bench, args.bench_runs)
+        out['meta']['prune2dense']['bench'] = res
+        print(f'speed at {args.bench[0]}x{args.bench[1]}, batch 1, median of '
+              f'{res["runs"]}: masked {res["masked_ms"]:.2f} ms, pruned '
+              f'{res["pruned_ms"]:.2f} ms ({res["speedup"]:.2f}x)')
     torch.save(out, args.dst)
     print(f'wrote {args.dst}')
     if args.full_model:

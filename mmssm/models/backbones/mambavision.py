@@ -50,6 +50,64 @@ Departures from the official code, all deliberate:
 * ``qk_norm`` (off in every official model) and the unused ``resolution``
   argument are not implemented; the classifier's ``head`` lives in
   mmpretrain (``LinearClsHead``), not in the backbone.
+
+GMambaVision options (papers/improving-ssm-vim-mambavision.txt, "seed 002"),
+all off by default; with them off the model, its keys and its outputs are
+the official ones. The paper describes them in a few sentences and ships no
+code, so the details below are this implementation's choices:
+
+* ``attn_type`` of the attention blocks of stages 2-3 (the mixers and the
+  official window partition are unchanged; every option works inside each
+  ``ws x ws`` window sequence of the official partition, stage padding
+  included, as the official attention does):
+
+  - ``'global'`` (official): attention over the whole window sequence;
+  - ``'shifted_window'``: Swin attention inside each window. "Window
+    halved per stage" is read as: the attention windows of a stage are
+    ``aw = window_size[i] // 2`` (floor), half the stage's own window (with
+    the classification windows (8, 8, 14, 7): 7x7 sub-windows of the 14x14
+    stage-2 map, 3x3 sub-windows of the 7x7 stage-3 map); the other
+    reading, a window that halves from stage 2 to stage 3, is what the
+    official windows (14, 7) already do. A window side that is not a
+    multiple of ``aw`` is zero padded (right/bottom) to one; padding keys
+    are masked (Swin lets them be attended). Every odd attention block of a
+    stage (the 2nd, 4th, ... attention block, counted among the attention
+    blocks) rolls the padded window by ``-(aw // 2)`` on both axes and
+    masks pairs from different regions of the roll (Swin's mask), i.e.
+    attends within windows shifted by ``aw // 2``; the roll is cyclic over
+    the window, not over the whole map. No relative position bias (the
+    paper lists it as a separate variant). ``aw = 1`` has no shift.
+  - ``'relative'``: ``'global'`` plus a learned bias per head and relative
+    offset, a table of ``(2 ws - 1) ** 2`` rows per head (CoAtNet/Swin),
+    sized for the stage's window: positions are those of the ``ws x ws``
+    window, so on a map smaller than the window (padded up to it) the real
+    tokens keep their true offsets and the padding tokens, which the
+    official attention also attends, carry their own. Memory grows as
+    ``ws ** 4`` per head (the detection windows 112/56 give a
+    ``(heads, 12544, 12544)`` bias: use classification-size windows).
+
+* ``num_registers``: ``R`` learned tokens per hybrid stage
+  (``levels.{i}.registers``, ``(1, R, C_i)``, shared by the stage's windows
+  and blocks), appended to the end of every window sequence before the
+  stage's first block, carried through every mixer, attention and MLP of
+  the stage (as Mamba-R/ViT registers) and dropped after its last block:
+  the feature maps keep their shapes. The mixer's scan runs left to right,
+  so in the mixers the registers read the window's tokens but only the last
+  token reads them (through the 'same' conv1d); the attention blocks read
+  them everywhere (with ``'shifted_window'`` every token sees the registers
+  besides its sub-window, and the registers see the whole window; with
+  ``'relative'`` pairs involving a register get no bias). The paper's
+  extra column of the map and its register head for classification are
+  not built.
+
+* ``downsample='attn_pool'``: :class:`MambaVisionAttnPool` (softmax-weighted
+  2x2 pooling scored by ``Linear(C, 1)``, then ``Linear(C, 2C)``) in place
+  of the strided conv between levels.
+
+An official checkpoint loads into a model with these options: every other
+weight strictly, the new parameters reported as newly initialised, and the
+strided-conv weights that ``'attn_pool'`` replaces dropped with a warning
+(:meth:`MambaVision.convert_checkpoint`).
 """
 import logging
 import math
@@ -76,7 +134,8 @@ from .base import BaseBackbone
 __all__ = [
     'MambaVision', 'MambaVisionMixer', 'MambaVisionAttention',
     'MambaVisionBlock', 'MambaVisionConvBlock', 'window_partition',
-    'window_reverse', 'convert_mambavision', 'mambavision_checkpoint_layout'
+    'window_reverse', 'convert_mambavision', 'mambavision_checkpoint_layout',
+    'MambaVisionAttnPool', 'shifted_window_mask', 'relative_position_index'
 ]
 
 
@@ -157,13 +216,66 @@ class MambaVisionDownsample(BaseModule):
         return self.reduction(x)
 
 
+class MambaVisionAttnPool(BaseModule):
+    """Attention pooling between levels (``downsample='attn_pool'``,
+    GMambaVision), in place of the strided conv: ``(B, C, H, W)`` ->
+    ``(B, out_dim, ceil(H / 2), ceil(W / 2))``.
+
+    Each position gets a score ``score(x)`` (``Linear(C, 1)``, no bias: a
+    bias would be the same for the four candidates and cancel in the
+    softmax); over every 2x2 neighbourhood (rows ``2i, 2i+1``, columns
+    ``2j, 2j+1``) the scores go through a softmax, the four features are
+    summed with these weights, and ``proj`` (``Linear(C, out_dim)``, no bias,
+    like the conv it replaces) maps the result to ``out_dim`` (``2C``). An
+    odd side is zero padded by one on the right/bottom (the conv path's
+    output size ``ceil(n / 2)``); padded positions are left out of the
+    softmax (a border neighbourhood pools its 1 or 2 real positions). With
+    the init of :meth:`MambaVision.init_random_weights` (scores near 0) it
+    starts close to 2x2 average pooling followed by a linear projection.
+    """
+
+    def __init__(self, dim: int, out_dim: Optional[int] = None) -> None:
+        super().__init__()
+        self.score = nn.Linear(dim, 1, bias=False)
+        self.proj = nn.Linear(dim, out_dim or 2 * dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, channels, height, width = x.shape
+        ho, wo = -(-height // 2), -(-width // 2)
+        pad_b, pad_r = 2 * ho - height, 2 * wo - width
+        x = x.permute(0, 2, 3, 1)
+        if pad_b or pad_r:
+            x = F.pad(x, (0, 0, 0, pad_r, 0, pad_b))
+        # (B, ho, wo, 4, C): the 2x2 neighbourhood, row-major
+        x = x.reshape(batch, ho, 2, wo, 2, channels).permute(
+            0, 1, 3, 2, 4, 5).reshape(batch, ho, wo, 4, channels)
+        scores = self.score(x).squeeze(-1)  # (B, ho, wo, 4)
+        if pad_b or pad_r:
+            valid = x.new_ones(2 * ho, 2 * wo, dtype=torch.bool)
+            valid[height:] = False
+            valid[:, width:] = False
+            valid = valid.reshape(ho, 2, wo, 2).permute(0, 2, 1,
+                                                        3).reshape(ho, wo, 4)
+            scores = scores.masked_fill(~valid, float('-inf'))
+        weights = scores.softmax(-1)
+        pooled = (weights.unsqueeze(-1) * x).sum(3)  # (B, ho, wo, C)
+        return self.proj(pooled).permute(0, 3, 1, 2).contiguous()
+
+
 class MambaVisionConvBlock(BaseModule):
     """Residual conv block of stages 0-1 (channels-first).
 
     ``x + drop_path(gamma * BN(conv(GELU_tanh(BN(conv(x))))))``; the convs are
     3x3 with bias, the BNs have eps 1e-5; ``gamma`` exists only when
     ``layer_scale`` is a number (never in the official presets).
+
+    ``channel_prune_chains`` declares that :meth:`forward` applies
+    ``conv1 -> norm1 -> act1 -> conv2`` one after the other, so that
+    ``tools/model_converters/prune2dense.py`` may remove the channels a
+    structured (early-bird) mask prunes from ``norm1``.
     """
+
+    channel_prune_chains = (('conv1', 'norm1', 'act1', 'conv2'), )
 
     def __init__(self,
                  dim: int,
@@ -269,37 +381,236 @@ class MambaVisionMixer(BaseModule):
         return self.out_proj(y)
 
 
+def shifted_window_mask(window_size: int, num_registers: int = 0,
+                        shift: bool = False,
+                        device=None) -> torch.Tensor:
+    """Which keys each query may see in the shifted-window attention of one
+    ``window_size x window_size`` window (``attn_type='shifted_window'``).
+
+    The window is cut into sub-windows of ``aw = window_size // 2`` (zero
+    padded on the right and bottom to ``P = ceil(window_size / aw) * aw``);
+    with ``shift`` the padded canvas is rolled by ``-s = -(aw // 2)`` on both
+    axes first (Swin's cyclic shift). A query sees the keys of its sub-window
+    that lie in its Swin region of the rolled canvas (slices ``[0, P - aw)``,
+    ``[P - aw, P - s)``, ``[P - s, P)`` per axis), never a padding token
+    (itself excepted, so that a padding query's row is not empty; those rows
+    are cropped), and every register.
+
+    Returns:
+        Tensor: bool ``(n * n, aw * aw, aw * aw + num_registers)`` with
+        ``n = P // aw``, sub-windows row-major over the rolled canvas.
+    """
+    aw = window_size // 2
+    s = aw // 2 if shift else 0
+    n = -(-window_size // aw)
+    p = n * aw
+    pos = torch.arange(p, device=device)
+    region = torch.zeros(p, dtype=torch.long, device=device)
+    if s:
+        region[p - aw:p - s] = 1
+        region[p - s:] = 2
+    # the rolled position q holds the original position (q + s) mod P
+    valid = (pos + s) % p < window_size
+    rid = (region[:, None] * 3 + region[None, :]).view(n, aw, n, aw)
+    val = (valid[:, None] & valid[None, :]).view(n, aw, n, aw)
+    rid = rid.permute(0, 2, 1, 3).reshape(n * n, aw * aw)
+    val = val.permute(0, 2, 1, 3).reshape(n * n, aw * aw)
+    allowed = (rid[:, :, None] == rid[:, None, :]) & val[:, None, :]
+    allowed |= torch.eye(aw * aw, dtype=torch.bool, device=device)
+    if num_registers:
+        allowed = torch.cat([
+            allowed,
+            allowed.new_ones(n * n, aw * aw, num_registers)
+        ], -1)
+    return allowed
+
+
+def relative_position_index(window_size: int, device=None) -> torch.Tensor:
+    """``(ws * ws, ws * ws)`` index into a ``((2 ws - 1) ** 2, heads)`` table:
+    for tokens ``i``, ``j`` (row-major in the window) at ``(y, x)``,
+    ``(y_i - y_j + ws - 1) * (2 ws - 1) + (x_i - x_j + ws - 1)`` (Swin's
+    layout)."""
+    ws = window_size
+    ys, xs = torch.meshgrid(
+        torch.arange(ws, device=device),
+        torch.arange(ws, device=device),
+        indexing='ij')
+    ys, xs = ys.reshape(-1), xs.reshape(-1)
+    dy = ys[:, None] - ys[None, :] + ws - 1
+    dx = xs[:, None] - xs[None, :] + ws - 1
+    return dy * (2 * ws - 1) + dx
+
+
 class MambaVisionAttention(BaseModule):
     """Multi-head self-attention of the hybrid stages (``qkv`` with bias,
     ``proj``), computed with :func:`torch.nn.functional.
-    scaled_dot_product_attention` (scale ``head_dim ** -0.5``)."""
+    scaled_dot_product_attention` (scale ``head_dim ** -0.5``), on the
+    ``(B * nW, ws * ws [+ R], C)`` sequences of one stage's windows.
+
+    ``attn_type`` (GMambaVision, see :class:`MambaVision`):
+
+    * ``'global'`` (official): every token of the window sequence attends to
+      every other (padding tokens of the stage and registers included);
+    * ``'shifted_window'``: Swin-style attention inside sub-windows of
+      ``window_size // 2`` of the window (:func:`shifted_window_mask`; with
+      ``shift`` the sub-windows are shifted by ``(window_size // 2) // 2``);
+      registers see the whole window and are seen by every token;
+    * ``'relative'``: ``'global'`` plus a learned bias per head and relative
+      offset (``relative_position_bias_table``, ``((2 ws - 1) ** 2,
+      num_heads)``, gathered by :func:`relative_position_index` into a
+      ``(num_heads, ws * ws, ws * ws)`` bias added to the logits); pairs
+      involving a register get no bias.
+
+    Args:
+        window_size (int, optional): Side ``ws`` of the stage's windows;
+            needed by ``'shifted_window'`` and ``'relative'``.
+        shift (bool): Shift the sub-windows (``'shifted_window'`` only).
+        num_registers (int): Register tokens at the end of every sequence.
+    """
+
+    ATTN_TYPES = ('global', 'shifted_window', 'relative')
 
     def __init__(self,
                  dim: int,
                  num_heads: int,
                  qkv_bias: bool = True,
                  attn_drop: float = 0.,
-                 proj_drop: float = 0.) -> None:
+                 proj_drop: float = 0.,
+                 attn_type: str = 'global',
+                 window_size: Optional[int] = None,
+                 shift: bool = False,
+                 num_registers: int = 0) -> None:
         super().__init__()
         if dim % num_heads:
             raise ValueError(f'dim {dim} is not divisible by num_heads '
                              f'{num_heads}')
+        if attn_type not in self.ATTN_TYPES:
+            raise ValueError(f'MambaVision attn_type must be one of '
+                             f'{self.ATTN_TYPES}, got {attn_type!r}')
+        if attn_type != 'global' and not (_is_number(window_size)
+                                          and window_size >= 1):
+            raise ValueError(f"attn_type={attn_type!r} needs the stage's "
+                             f'window_size (>= 1), got {window_size!r}')
+        if attn_type == 'shifted_window' and window_size < 2:
+            raise ValueError(
+                "attn_type='shifted_window' halves the window: window_size "
+                f'must be >= 2, got {window_size}')
+        if shift and attn_type != 'shifted_window':
+            raise ValueError("shift=True needs attn_type='shifted_window'")
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
         self.attn_drop = attn_drop
+        self.attn_type = attn_type
+        self.window_size = window_size
+        self.num_registers = num_registers
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
+        if attn_type == 'shifted_window':
+            self.sub_window = window_size // 2
+            self.shift_size = self.sub_window // 2 if shift else 0
+            self.register_buffer(
+                'attn_mask',
+                shifted_window_mask(window_size, num_registers, shift),
+                persistent=False)
+        elif attn_type == 'relative':
+            self.relative_position_bias_table = nn.Parameter(
+                torch.zeros((2 * window_size - 1)**2, num_heads))
+            trunc_normal_(self.relative_position_bias_table, std=.02)
+            self.register_buffer(
+                'relative_position_index',
+                relative_position_index(window_size),
+                persistent=False)
+
+    def _check_length(self, length: int) -> None:
+        want = self.window_size**2 + self.num_registers
+        if length != want:
+            raise ValueError(
+                f"MambaVisionAttention (attn_type={self.attn_type!r}) runs "
+                f'on windows of {self.window_size}x{self.window_size} tokens '
+                f'plus {self.num_registers} registers ({want}), got a '
+                f'sequence of {length}')
+
+    def relative_bias(self) -> torch.Tensor:
+        """``(num_heads, L, L)`` bias of ``'relative'`` (zero in the rows and
+        columns of the registers)."""
+        n = self.window_size**2
+        bias = self.relative_position_bias_table[
+            self.relative_position_index.reshape(-1)].reshape(n, n, -1)
+        bias = bias.permute(2, 0, 1)
+        if self.num_registers:
+            bias = F.pad(bias, (0, self.num_registers, 0, self.num_registers))
+        return bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, length, dim = x.shape
-        qkv = self.qkv(x).reshape(batch, length, 3, self.num_heads,
-                                  self.head_dim).permute(2, 0, 3, 1, 4)
+        drop = self.attn_drop if self.training else 0.
+        qkv = self.qkv(x)
+        if self.attn_type == 'shifted_window':
+            self._check_length(length)
+            return self.proj_drop(self.proj(self._shifted(qkv)))
+        qkv = qkv.reshape(batch, length, 3, self.num_heads,
+                          self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
+        mask = None
+        if self.attn_type == 'relative':
+            self._check_length(length)
+            mask = self.relative_bias().unsqueeze(0).to(q.dtype)
         x = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.attn_drop if self.training else 0.)
+            q, k, v, attn_mask=mask, dropout_p=drop)
         x = x.transpose(1, 2).reshape(batch, length, dim)
         return self.proj_drop(self.proj(x))
+
+    def _shifted(self, qkv: torch.Tensor) -> torch.Tensor:
+        """Shifted-window attention on ``(B', ws * ws + R, 3C)`` projections;
+        returns ``(B', ws * ws + R, C)`` before ``proj``."""
+        batch, length, _ = qkv.shape
+        ws, aw, s = self.window_size, self.sub_window, self.shift_size
+        heads, hd = self.num_heads, self.head_dim
+        dim = heads * hd
+        tokens = ws * ws
+        n = -(-ws // aw)
+        p = n * aw
+        drop = self.attn_drop if self.training else 0.
+        grid = qkv[:, :tokens].reshape(batch, ws, ws, 3 * dim)
+        if p != ws:  # padding keys are masked (shifted_window_mask)
+            grid = F.pad(grid, (0, 0, 0, p - ws, 0, p - ws))
+        if s:
+            grid = torch.roll(grid, (-s, -s), (1, 2))
+        # (3, B' * n * n, heads, aw * aw, hd), sub-windows row-major
+        win = grid.reshape(batch, n, aw, n, aw, 3, heads, hd).permute(
+            5, 0, 1, 3, 6, 2, 4, 7).reshape(3, batch * n * n, heads,
+                                             aw * aw, hd)
+        q, k, v = win.unbind(0)
+        mask = self.attn_mask
+        regs = None
+        if self.num_registers:
+            regs = qkv[:, tokens:].reshape(batch, self.num_registers, 3,
+                                           heads, hd).permute(2, 0, 3, 1, 4)
+            # every sub-window also sees the registers' keys and values
+            rk, rv = (t.unsqueeze(1).expand(-1, n * n, -1, -1, -1).reshape(
+                batch * n * n, heads, self.num_registers, hd)
+                      for t in (regs[1], regs[2]))
+            k = torch.cat([k, rk], 2)
+            v = torch.cat([v, rv], 2)
+        mask = mask.unsqueeze(0).expand(batch, -1, -1, -1).reshape(
+            batch * n * n, 1, aw * aw, mask.shape[-1])
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=drop)
+        out = out.reshape(batch, n, n, heads, aw, aw, hd).permute(
+            0, 1, 4, 2, 5, 3, 6).reshape(batch, p, p, dim)
+        if s:
+            out = torch.roll(out, (s, s), (1, 2))
+        out = out[:, :ws, :ws].reshape(batch, tokens, dim)
+        if regs is not None:
+            # the registers attend to the whole window (and each other)
+            full = qkv.reshape(batch, length, 3, heads,
+                               hd).permute(2, 0, 3, 1, 4)
+            reg_out = F.scaled_dot_product_attention(
+                regs[0], full[1], full[2], dropout_p=drop)
+            out = torch.cat(
+                [out, reg_out.transpose(1, 2).reshape(batch, -1, dim)], 1)
+        return out
 
 
 class MambaVisionMlp(BaseModule):
@@ -322,7 +633,9 @@ class MambaVisionBlock(BaseModule):
     ``x = x + drop_path(gamma_1 * mixer(LN(x)))``;
     ``x = x + drop_path(gamma_2 * mlp(LN(x)))``; the mixer is
     :class:`MambaVisionMixer` or, with ``attention=True``,
-    :class:`MambaVisionAttention`; ``gamma_1``/``gamma_2`` exist only when
+    :class:`MambaVisionAttention` (built with the keyword arguments of
+    ``attn_cfg``: ``attn_type``, ``window_size``, ``shift``,
+    ``num_registers``); ``gamma_1``/``gamma_2`` exist only when
     ``layer_scale`` is a number. LayerNorm eps 1e-5.
     """
 
@@ -336,14 +649,15 @@ class MambaVisionBlock(BaseModule):
                  attn_drop: float = 0.,
                  drop_path: float = 0.,
                  layer_scale: Optional[float] = None,
-                 scan_impl: Optional[str] = None) -> None:
+                 scan_impl: Optional[str] = None,
+                 attn_cfg: Optional[Dict] = None) -> None:
         super().__init__()
         self.attention = attention
         self.norm1 = nn.LayerNorm(dim)
         if attention:
             self.mixer = MambaVisionAttention(
                 dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop,
-                proj_drop=drop)
+                proj_drop=drop, **(attn_cfg or {}))
         else:
             self.mixer = MambaVisionMixer(dim, scan_impl=scan_impl)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else \
@@ -370,16 +684,32 @@ class MambaVisionBlock(BaseModule):
 class MambaVisionStage(BaseModule):
     """One level: ``blocks`` (conv blocks, or hybrid blocks run on windows of
     ``window_size``) and the optional ``downsample`` that feeds the next
-    stage. The backbone runs the blocks (:meth:`MambaVision.forward`)."""
+    stage. The backbone runs the blocks (:meth:`MambaVision.forward`).
+
+    With ``num_registers`` (hybrid stages, GMambaVision) the stage owns
+    ``registers`` (``(1, num_registers, dim)``, shared by every window and
+    block of the stage): appended to the end of every window sequence
+    before the first block and dropped after the last one."""
 
     def __init__(self, blocks: List[nn.Module], hybrid: bool,
                  window_size: int,
-                 downsample: Optional[nn.Module]) -> None:
+                 downsample: Optional[nn.Module],
+                 num_registers: int = 0,
+                 dim: Optional[int] = None) -> None:
         super().__init__()
         self.hybrid = hybrid
         self.window_size = window_size
         self.blocks = nn.ModuleList(blocks)
         self.downsample = downsample
+        self.num_registers = num_registers
+        if num_registers:
+            if not hybrid or dim is None:
+                raise ValueError('registers exist in the hybrid stages only '
+                                 '(and need the stage dim)')
+            self.registers = nn.Parameter(torch.zeros(1, num_registers, dim))
+            trunc_normal_(self.registers, std=.02)
+        else:
+            self.registers = None
 
 
 def _is_number(value) -> bool:
@@ -450,11 +780,27 @@ class MambaVision(BaseBackbone):
             mode). Defaults to False.
         scan_impl (str, optional): ``impl`` of :func:`mmssm.ops.
             selective_scan`. Defaults to None.
+        attn_type (str): GMambaVision attention of the attention blocks of
+            stages 2-3: ``'global'`` (official), ``'shifted_window'``
+            (Swin windows of ``window_size[i] // 2`` inside every window,
+            shifted by half of that on every odd attention block; needs
+            windows >= 2) or ``'relative'`` (a learned relative position
+            bias per head over the window; new keys
+            ``levels.{i}.blocks.{j}.mixer.relative_position_bias_table``).
+            See the module docstring. Defaults to 'global'.
+        num_registers (int): GMambaVision register tokens per hybrid stage
+            (``levels.{2,3}.registers``), appended to every window sequence
+            and dropped from the outputs; 0 for none. Defaults to 0.
+        downsample (str): ``'conv'`` (official strided conv3x3) or
+            ``'attn_pool'`` (:class:`MambaVisionAttnPool`, keys
+            ``levels.{i}.downsample.score/proj.weight``). Defaults to 'conv'.
         init_cfg (dict | list[dict], optional): None gives the official
             random init (:meth:`init_random_weights`);
             ``dict(type='Pretrained', checkpoint=...)`` loads an official
             ``.pth.tar``, a Hugging Face ``model.safetensors`` or an mmssm
-            file strictly (:meth:`convert_checkpoint`).
+            file strictly (:meth:`convert_checkpoint`); with the GMambaVision
+            options on, an official file loads every other weight and the
+            options' parameters keep their initialisation (logged).
     """
 
     arch_zoo = {
@@ -504,6 +850,9 @@ class MambaVision(BaseBackbone):
                  norm_eval: bool = False,
                  with_cp: bool = False,
                  scan_impl: Optional[str] = None,
+                 attn_type: str = 'global',
+                 num_registers: int = 0,
+                 downsample: str = 'conv',
                  init_cfg: Optional[Union[Dict, List[Dict]]] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         arch = parse_arch(arch, self.arch_zoo, self._arch_keys, 'MambaVision')
@@ -543,6 +892,10 @@ class MambaVision(BaseBackbone):
             raise ValueError("out_norm must be 'ln2d', 'bn' or None, got "
                              f'{out_norm!r}')
         self.out_type = out_type
+        self._check_gmv_options(attn_type, num_registers, downsample)
+        self.attn_type = attn_type
+        self.num_registers = num_registers
+        self.downsample_type = downsample
         self._init_training_options(self.num_stages, frozen_stages,
                                     norm_eval, with_cp)
 
@@ -566,7 +919,9 @@ class MambaVision(BaseBackbone):
                         attn_drop=attn_drop_rate,
                         drop_path=dpr[i][j],
                         layer_scale=self.layer_scale,
-                        scan_impl=scan_impl) for j in range(depth)
+                        scan_impl=scan_impl,
+                        attn_cfg=self._attn_cfg(i, j - first_attention))
+                    for j in range(depth)
                 ]
             else:
                 blocks = [
@@ -574,11 +929,16 @@ class MambaVision(BaseBackbone):
                         dim, drop_path=dpr[i][j],
                         layer_scale=layer_scale_conv) for j in range(depth)
                 ]
-            downsample = MambaVisionDownsample(dim) \
-                if i < self.num_stages - 1 else None
+            if i == self.num_stages - 1:
+                down = None
+            elif self.downsample_type == 'attn_pool':
+                down = MambaVisionAttnPool(dim)
+            else:
+                down = MambaVisionDownsample(dim)
             self.levels.append(
-                MambaVisionStage(blocks, hybrid, self.window_size[i],
-                                 downsample))
+                MambaVisionStage(
+                    blocks, hybrid, self.window_size[i], down,
+                    num_registers=num_registers if hybrid else 0, dim=dim))
 
         if out_type == 'avgpool':
             self.norm = nn.BatchNorm2d(self.dims[-1])
@@ -589,6 +949,45 @@ class MambaVision(BaseBackbone):
                     LayerNorm2d(self.dims[i], eps=1e-5)
                     if out_norm == 'ln2d' else nn.BatchNorm2d(self.dims[i]))
         self._finish_init()
+
+    #: Choices of the GMambaVision options (:meth:`_check_gmv_options`).
+    ATTN_TYPES = MambaVisionAttention.ATTN_TYPES
+    DOWNSAMPLES = ('conv', 'attn_pool')
+
+    def _check_gmv_options(self, attn_type, num_registers,
+                           downsample) -> None:
+        if attn_type not in self.ATTN_TYPES:
+            raise ValueError(f'MambaVision attn_type must be one of '
+                             f'{self.ATTN_TYPES}, got {attn_type!r}')
+        if not isinstance(num_registers, int) or isinstance(
+                num_registers, bool) or num_registers < 0:
+            raise ValueError('MambaVision num_registers must be an int >= 0 '
+                             f'(0: no registers), got {num_registers!r}')
+        if downsample not in self.DOWNSAMPLES:
+            raise ValueError(f'MambaVision downsample must be one of '
+                             f'{self.DOWNSAMPLES}, got {downsample!r}')
+        if attn_type == 'shifted_window':
+            small = [(i, self.window_size[i]) for i in (2, 3)
+                     if self.window_size[i] < 2]
+            if small:
+                raise ValueError(
+                    "MambaVision attn_type='shifted_window' halves the "
+                    'window of stages 2-3: their window_size must be >= 2, '
+                    f'got {self.window_size}')
+
+    def _attn_cfg(self, stage: int, attn_index: int) -> Optional[Dict]:
+        """Keyword arguments of the attention of block ``attn_index``
+        (0-based among the stage's attention blocks; negative for a mixer)
+        of hybrid stage ``stage``; None for the official attention."""
+        if attn_index < 0 or (self.attn_type == 'global'
+                              and not self.num_registers):
+            return None
+        cfg = dict(attn_type=self.attn_type,
+                   num_registers=self.num_registers,
+                   window_size=self.window_size[stage])
+        if self.attn_type == 'shifted_window':
+            cfg['shift'] = attn_index % 2 == 1
+        return cfg
 
     # ------------------------------------------------------------------
     # forward
@@ -603,8 +1002,16 @@ class MambaVision(BaseBackbone):
             return x
         hw = tuple(x.shape[-2:])
         x, padded_hw = window_partition(x, stage.window_size)
+        if stage.registers is not None:
+            # the same learned registers at the end of every window
+            x = torch.cat([
+                x,
+                stage.registers.to(x.dtype).expand(x.shape[0], -1, -1)
+            ], 1)
         for block in stage.blocks:
             x = self.checkpointed(block, x)
+        if stage.registers is not None:
+            x = x[:, :stage.window_size**2]
         return window_reverse(x, stage.window_size, padded_hw, hw)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
@@ -660,7 +1067,10 @@ class MambaVision(BaseBackbone):
         default init, ``A_log`` and ``D`` their S4D-real/ones values. As in
         the official code this also reaches the mixers' ``dt_proj`` (weight
         truncated normal, bias 0: the Mamba ``dt`` init of the constructor
-        does not survive), which is how the released models were trained."""
+        does not survive), which is how the released models were trained.
+        The GMambaVision parameters: attention pooling's linear layers as
+        every linear layer, registers and relative position bias tables
+        truncated normal with std 0.02 (as ViT registers and Swin)."""
         if self.init_cfg is not None:
             BaseModule.init_weights(self)
             return
@@ -673,6 +1083,11 @@ class MambaVision(BaseBackbone):
                 if m.weight is not None:
                     nn.init.ones_(m.weight)
                     nn.init.zeros_(m.bias)
+        # GMambaVision options: truncated normal (std 0.02) registers (as
+        # ViT/Mamba-R registers) and relative position bias tables (Swin)
+        for name, param in self.named_parameters():
+            if name.endswith(('.registers', '.relative_position_bias_table')):
+                trunc_normal_(param, std=.02)
         self._is_init = True
 
     def convert_checkpoint(self, state_dict: Dict[str, torch.Tensor],
@@ -688,10 +1103,16 @@ class MambaVision(BaseBackbone):
         Face file that no MambaVision has raise a ``ValueError`` naming them
         (:func:`convert_mambavision`); a missing key stops the strict load.
 
+        With the GMambaVision options on, a checkpoint without their
+        parameters (an official one) lacks them by design, and the
+        strided-conv weights that ``downsample='attn_pool'`` replaces are
+        dropped with a warning (:meth:`_fit_gmv_options`).
+
         Returns:
             list[str]: For an official or Hugging Face classifier file (one
             with ``norm.*`` or ``head.*``), the ``outnorm{i}`` keys: the
-            classifier has no output norms, they keep their initialisation.
+            classifier has no output norms, they keep their initialisation;
+            plus the GMambaVision parameters the checkpoint lacks by design.
         """
         keys = [k for k in state_dict if k.startswith(prefix)]
         local = OrderedDict((k[len(prefix):], state_dict[k]) for k in keys)
@@ -717,6 +1138,60 @@ class MambaVision(BaseBackbone):
             unused += ('norm.', )
         self._drop_checkpoint_keys(state_dict, prefix, unused,
                                    'classifier (head, final norm)')
+        return absent + self._fit_gmv_options(state_dict, prefix)
+
+    def _fit_gmv_options(self, state_dict: Dict[str, torch.Tensor],
+                         prefix: str) -> List[str]:
+        """The GMambaVision part of :meth:`convert_checkpoint` (the rules of
+        Vim's seed-002 options; idempotent: a checkpoint saved with the same
+        options passes unchanged).
+
+        * ``num_registers``: a checkpoint with ``levels.*`` keys and no
+          ``levels.{i}.registers`` at all (an official one) lacks every
+          ``levels.{i}.registers`` of this model by design;
+        * ``attn_type='relative'``: likewise for the
+          ``relative_position_bias_table`` of every attention block;
+        * ``downsample='attn_pool'``: when the checkpoint has the official
+          ``levels.{i}.downsample.reduction.0.weight`` and no attention
+          pooling key, those conv weights are deleted (a warning names
+          them) and every ``levels.{i}.downsample.*`` of this model is
+          absent by design.
+
+        A checkpoint with only some of an option's keys is not the official
+        layout: the keys it lacks are missing (strict loading stops).
+        """
+        local = [k[len(prefix):] for k in state_dict if k.startswith(prefix)]
+        if not any(k.startswith('levels.') for k in local):
+            return []
+        own = list(self.state_dict(keep_vars=True))
+        absent = []
+        for suffix, on in (('.registers', self.num_registers > 0),
+                           ('.relative_position_bias_table',
+                            self.attn_type == 'relative')):
+            if on and not any(k.endswith(suffix) for k in local):
+                absent += [k for k in own if k.endswith(suffix)]
+        if self.downsample_type == 'attn_pool':
+            conv = [
+                k for k in local if re.match(
+                    r'^levels\.\d+\.downsample\.reduction\.', k)
+            ]
+            pool = [
+                k for k in local if re.match(
+                    r'^levels\.\d+\.downsample\.(score|proj)\.', k)
+            ]
+            if conv and not pool:
+                for key in conv:
+                    del state_dict[prefix + key]
+                print_log(
+                    "MambaVision (downsample='attn_pool'): dropped the "
+                    f'{len(conv)} weights of the strided-conv downsampling '
+                    f'that the attention pooling replaces: {sorted(conv)}',
+                    logger='current',
+                    level=logging.WARNING)
+                absent += [
+                    k for k in own
+                    if re.match(r'^levels\.\d+\.downsample\.', k)
+                ]
         return absent
 
 
@@ -730,8 +1205,9 @@ _OFFICIAL_KEY = re.compile(
     r'|gamma|gamma_[12]|mlp\.fc[12]\.(weight|bias)'
     r'|mixer\.(in_proj\.weight|x_proj\.weight|dt_proj\.(weight|bias)|A_log'
     r'|D|out_proj\.weight|conv1d_[xz]\.weight|qkv\.(weight|bias)'
-    r'|proj\.(weight|bias)))'
-    r'|levels\.\d+\.downsample\.reduction\.0\.weight'
+    r'|proj\.(weight|bias)|relative_position_bias_table))'
+    r'|levels\.\d+\.registers'
+    r'|levels\.\d+\.downsample\.(reduction\.0|score|proj)\.weight'
     r'|norm\.' + _BN + r'|outnorm\d+\.' + _BN + r'|head\.(weight|bias))$')
 
 
@@ -763,7 +1239,10 @@ def convert_mambavision(
     ``levels.{i}.downsample.reduction.0.weight``, ``norm.*``, ``head.*``);
     the Hugging Face ``model.safetensors`` has them under ``model.``, which is
     removed. The classifier's ``norm`` and ``head`` are kept (the backbone
-    drops what it does not use when loading).
+    drops what it does not use when loading). The keys of the GMambaVision
+    options (registers, relative position bias tables, attention pooling)
+    are MambaVision keys too (an mmssm classifier saved with them has
+    ``norm.*`` and is read as this layout).
 
     Raises:
         ValueError: On a key that is no MambaVision key (naming it), or on a

@@ -244,7 +244,38 @@ def convert_vim(state_dict: Dict[str, torch.Tensor]) -> 'OrderedDict':
     return out
 
 
-class VimPatchEmbed(nn.Module):
+class _PaddedPatchGrid(nn.Module):
+    """The patch grid of both Vim patch embeddings (:class:`VimPatchEmbed`,
+    :class:`VimMBV2PatchEmbed`) and the zero padding that makes an image
+    cover it (the rule is in :class:`VimPatchEmbed`'s docstring): a grid
+    side of ``ceil(max(H - p, 0) / s) + 1`` patches for ``patch_size`` ``p``
+    and ``stride`` ``s``, which the subclasses set."""
+
+    patch_size: int
+    stride: int
+
+    def grid_size(self, h: int, w: int) -> Tuple[int, int]:
+        """Patch grid ``(h', w')`` of an ``h x w`` image (after padding)."""
+        p, s = self.patch_size, self.stride
+        return tuple(
+            math.ceil(max(side - p, 0) / s) + 1 for side in (h, w))
+
+    def pad_to_grid(self, x: torch.Tensor):
+        """Zero pad ``(B, C, H, W)`` images to cover their patch grid.
+
+        Returns:
+            tuple: The padded images and the grid ``(h', w')``.
+        """
+        h, w = x.shape[-2:]
+        gh, gw = self.grid_size(h, w)
+        pad_h = (gh - 1) * self.stride + self.patch_size - h
+        pad_w = (gw - 1) * self.stride + self.patch_size - w
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h))
+        return x, (gh, gw)
+
+
+class VimPatchEmbed(_PaddedPatchGrid):
     """Patch embedding of Vim: one strided conv, padding odd image sizes.
 
     Images whose sides do not fit the patch grid are zero padded on the
@@ -276,12 +307,6 @@ class VimPatchEmbed(nn.Module):
             in_channels, embed_dims, kernel_size=patch_size,
             stride=self.stride)
 
-    def grid_size(self, h: int, w: int) -> Tuple[int, int]:
-        """Patch grid ``(h', w')`` of an ``h x w`` image (after padding)."""
-        p, s = self.patch_size, self.stride
-        return tuple(
-            math.ceil(max(side - p, 0) / s) + 1 for side in (h, w))
-
     def forward(self, x: torch.Tensor):
         """Embed ``(B, C, H, W)`` images.
 
@@ -289,14 +314,9 @@ class VimPatchEmbed(nn.Module):
             tuple: Tokens ``(B, h' * w', embed_dims)`` and the grid
             ``(h', w')``.
         """
-        h, w = x.shape[-2:]
-        gh, gw = self.grid_size(h, w)
-        pad_h = (gh - 1) * self.stride + self.patch_size - h
-        pad_w = (gw - 1) * self.stride + self.patch_size - w
-        if pad_h or pad_w:
-            x = F.pad(x, (0, pad_w, 0, pad_h))
+        x, grid = self.pad_to_grid(x)
         x = self.proj(x)
-        return x.flatten(2).transpose(1, 2), (gh, gw)
+        return x.flatten(2).transpose(1, 2), grid
 
 
 def _conv_bn(in_channels: int, out_channels: int, kernel_size: int = 1,
@@ -335,7 +355,7 @@ class _InvertedResidualS2(nn.Module):
         return self.project(self.dw(self.expand(x)))
 
 
-class VimMBV2PatchEmbed(nn.Module):
+class VimMBV2PatchEmbed(_PaddedPatchGrid):
     """MobileNetV2-style patch embedding of Vim (``patch_embed='mbv2'``).
 
     The dense ``p x p`` stride-``p`` patch convolution replaced by a
@@ -403,11 +423,6 @@ class VimMBV2PatchEmbed(nn.Module):
             width = out
         self.blocks = nn.Sequential(*blocks)
 
-    def grid_size(self, h: int, w: int) -> Tuple[int, int]:
-        """Patch grid ``(h', w')`` of an ``h x w`` image (after padding)."""
-        p = self.patch_size
-        return tuple(math.ceil(max(side - p, 0) / p) + 1 for side in (h, w))
-
     def forward(self, x: torch.Tensor):
         """Embed ``(B, C, H, W)`` images.
 
@@ -415,13 +430,9 @@ class VimMBV2PatchEmbed(nn.Module):
             tuple: Tokens ``(B, h' * w', embed_dims)`` and the grid
             ``(h', w')``.
         """
-        h, w = x.shape[-2:]
-        gh, gw = self.grid_size(h, w)
-        pad_h, pad_w = gh * self.patch_size - h, gw * self.patch_size - w
-        if pad_h or pad_w:
-            x = F.pad(x, (0, pad_w, 0, pad_h))
+        x, grid = self.pad_to_grid(x)
         x = self.blocks(self.stem(x))
-        return x.flatten(2).transpose(1, 2), (gh, gw)
+        return x.flatten(2).transpose(1, 2), grid
 
     @torch.no_grad()
     def init_weights(self) -> None:

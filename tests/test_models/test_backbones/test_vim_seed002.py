@@ -216,6 +216,23 @@ def test_mbv2_stem_strides_and_widths():
                for p in VimMBV2PatchEmbed(3, 192, 16).parameters()) == 70112
 
 
+def test_mbv2_stem_pads_right_and_bottom_to_a_multiple_of_the_patch():
+    """Odd image sizes: the stem sees the image zero padded on the right and
+    at the bottom to the next multiple of 16 (padding written out here, not
+    taken from the module), never cropped."""
+    import torch.nn.functional as F
+    stem = VimMBV2PatchEmbed(3, 16, 16).eval()
+    for h, w in [(17, 16), (15, 9), (50, 70), (32, 48)]:
+        x = torch.randn(2, 3, h, w)
+        pad_h, pad_w = -(-h // 16) * 16 - h, -(-w // 16) * 16 - w
+        with torch.no_grad():
+            tokens, grid = stem(x)
+            manual = stem.blocks(stem.stem(F.pad(x, (0, pad_w, 0, pad_h))))
+        assert grid == ((h + pad_h) // 16, (w + pad_w) // 16)
+        torch.testing.assert_close(tokens, manual.flatten(2).transpose(1, 2),
+                                   rtol=0, atol=0)
+
+
 def test_mbv2_batch_norm_training_options():
     model = tiny_vim(patch_embed='mbv2', norm_eval=True).train()
     bns = [m for m in model.patch_embed.modules()
