@@ -9,19 +9,14 @@
 # the first selected layer (the stem's convolution) and the last (the mask
 # head's logits) at half of it ('auto' exemption); 400 iterations of training
 # at the final masks. Results next to the dense demo: README, "Pruning".
-_base_ = './mask-rcnn_mambaout-femto_fpn_demo_coco-shapes.py'
+_base_ = [
+    './mask-rcnn_mambaout-femto_fpn_demo_coco-shapes.py',
+    '../_base_/schedules/magnitude-pruning-60.py'
+]
+custom_imports = dict(
+    imports=['mmssm', 'mmssm.det'], allow_failed_imports=False)
 
 custom_hooks = [
-    dict(
-        type='MagnitudePruningHook',
-        target=0.6,
-        begin=200,
-        end=1000,
-        interval=50,
-        scope='global',
-        criterion='magnitude',
-        layer_types=('Linear', 'Conv'),
-        exempt='auto',
-        fraction=0.5),
+    dict(_base_.magnitude_pruning_60, begin=200, end=1000, interval=50),
     dict(type='NonFiniteGuardHook')
 ]

@@ -5,7 +5,8 @@
 _base_ = [
     'mmseg::_base_/models/upernet_swin.py', 'mmseg::_base_/datasets/ade20k.py',
     'mmseg::_base_/default_runtime.py', 'mmseg::_base_/schedules/schedule_160k.py',
-    '../_base_/models/mambaout-dense.py'
+    '../_base_/models/mambaout-dense.py',
+    '../_base_/schedules/upernet_160k_warmup.py'
 ]
 custom_imports = dict(imports=['mmssm'], allow_failed_imports=False)
 
@@ -27,17 +28,7 @@ optim_wrapper = dict(
     constructor='SSMLayerDecayOptimWrapperConstructor',
     paramwise_cfg=dict(
         layer_decay_rate=1.0, norm_decay_mult=0.0, flat_decay_mult=0.0))
-param_scheduler = [
-    dict(
-        type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500),
-    dict(
-        type='PolyLR',
-        eta_min=0.0,
-        power=1.0,
-        begin=1500,
-        end=160000,
-        by_epoch=False)
-]
+param_scheduler = _base_.upernet_160k_param_scheduler
 # 4 GPUs x 4 images
 train_dataloader = dict(batch_size=4)
 val_dataloader = dict(batch_size=1)

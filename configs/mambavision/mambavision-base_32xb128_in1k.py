@@ -12,19 +12,8 @@ model = dict(
     backbone=dict(arch='base', drop_path_rate=0.3),
     head=dict(in_channels=1024))
 optim_wrapper = dict(optimizer=dict(weight_decay=0.075))
+# the T schedule with 35 warm-up epochs (epochs 300-310 stay at eta_min)
 param_scheduler = [
-    dict(
-        type='LinearLR',
-        start_factor=2e-4,  # 1e-6 / 5e-3
-        by_epoch=True,
-        end=35,
-        convert_to_iter_based=True),
-    dict(
-        type='CosineAnnealingLR',
-        eta_min=5e-6,
-        by_epoch=True,
-        begin=35,
-        end=300,
-        convert_to_iter_based=True),
-    # epochs 300-310: no scheduler, the lr stays at eta_min (the cool-down)
+    dict(_base_.param_scheduler[0], end=35),
+    dict(_base_.param_scheduler[1], begin=35)
 ]

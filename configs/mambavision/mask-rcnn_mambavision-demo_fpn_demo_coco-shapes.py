@@ -2,11 +2,8 @@
 # scratch on the synthetic COCO shapes. `python tools/train.py <this config>`.
 #
 # The recipe of the MambaOut demo (256x256 inputs, batch 2, P3-P6 pyramid,
-# 64-channel FPN and heads, 1400 iterations, seed 0) with a MambaVision of
-# dims 48/96/192/384 (stem 24), depths 1/1/2/2 (stages 2-3: one
-# MambaVisionMixer then one attention block each), heads 2/2/4/8 and 8x8
-# windows in every stage (at 256x256: 4 windows on the stride-16 map, one
-# window = global on the stride-32 map).
+# 64-channel FPN and heads, seed 0) with the demos' small MambaVision
+# (`_base_/models/mambavision-demo.py`) and 2000 iterations.
 #
 # Output norms: BatchNorm (`out_norm='bn'`), not the official detection
 # default LayerNorm over channels: with LayerNorm this from-scratch demo did
@@ -17,30 +14,24 @@
 # ~200, and the mask head's second conv stopped firing (0.3 % of its ReLU
 # outputs positive). A BatchNorm centres every channel over the batch and
 # the map, so the mask loss falls as with MambaOut (0.35 at iteration 270).
-_base_ = ['../mambaout/mask-rcnn_mambaout-femto_fpn_demo_coco-shapes.py']
+_base_ = [
+    '../mambaout/mask-rcnn_mambaout-femto_fpn_demo_coco-shapes.py',
+    '../_base_/models/mambavision-demo.py'
+]
 
-demo_arch = dict(
-    dim=48, in_dim=24, depths=[1, 1, 2, 2], num_heads=[2, 2, 4, 8])
 model = dict(
     backbone=dict(
-        _delete_=True,
-        type='MambaVision',
-        arch=demo_arch,
-        window_size=(8, 8, 8, 8),
-        out_norm='bn',
-        drop_path_rate=0.0,
+        _base_.mambavision_demo_backbone, out_norm='bn',
         out_indices=(1, 2, 3)),
     neck=dict(in_channels=[96, 192, 384]))
 
 # 2000 iterations instead of the MambaOut demo's 1400: this MambaVision's
 # classification loss turns down ~300 iterations later (0.74 at 1400 against
 # MambaOut's 0.39; box mAP 0.311 after a 1400-iteration schedule)
+# (the MambaOut demo's warm-up, then its cosine decay stretched to the end)
 max_iters = 2000
-warmup_iters = 50
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0,
-         end=warmup_iters),
-    dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=False,
-         begin=warmup_iters, end=max_iters)
+    _base_.param_scheduler[0],
+    dict(_base_.param_scheduler[1], end=max_iters)
 ]

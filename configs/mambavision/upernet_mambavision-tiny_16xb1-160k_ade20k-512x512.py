@@ -12,7 +12,8 @@
 _base_ = [
     'mmseg::_base_/models/upernet_swin.py', 'mmseg::_base_/datasets/ade20k.py',
     'mmseg::_base_/default_runtime.py', 'mmseg::_base_/schedules/schedule_160k.py',
-    '../_base_/models/mambavision-dense.py'
+    '../_base_/models/mambavision-dense.py',
+    '../_base_/schedules/upernet_160k_warmup.py'
 ]
 custom_imports = dict(imports=['mmssm'], allow_failed_imports=False)
 
@@ -35,17 +36,7 @@ optim_wrapper = dict(
         type='AdamW', lr=5e-5, betas=(0.9, 0.999), weight_decay=0.01),
     constructor='SSMLayerDecayOptimWrapperConstructor',
     paramwise_cfg=_base_.mambavision_dense_paramwise_cfg)
-param_scheduler = [
-    dict(
-        type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500),
-    dict(
-        type='PolyLR',
-        eta_min=0.0,
-        power=1.0,
-        begin=1500,
-        end=160000,
-        by_epoch=False)
-]
+param_scheduler = _base_.upernet_160k_param_scheduler
 # 16 GPUs x 1 image
 train_dataloader = dict(batch_size=1)
 val_dataloader = dict(batch_size=1)

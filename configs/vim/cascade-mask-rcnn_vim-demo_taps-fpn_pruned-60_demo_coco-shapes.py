@@ -9,22 +9,15 @@
 # the last mask head's logits) at half ('auto' exemption), 150 iterations at
 # the final masks. The base's SLWS and non-finite guard hooks are kept.
 # Not trained here (see README, "Pruning", for the MambaOut demo's figures).
-_base_ = ['./cascade-mask-rcnn_vim-demo_taps-fpn_demo_coco-shapes.py']
+_base_ = [
+    './cascade-mask-rcnn_vim-demo_taps-fpn_demo_coco-shapes.py',
+    '../_base_/schedules/magnitude-pruning-60.py'
+]
 custom_imports = dict(
     imports=['mmssm', 'mmssm.det'], allow_failed_imports=False)
 
 custom_hooks = [
     dict(type='SLWSHook', prob=0.2, log_interval=100),
-    dict(
-        type='MagnitudePruningHook',
-        target=0.6,
-        begin=100,
-        end=450,
-        interval=25,
-        scope='global',
-        criterion='magnitude',
-        layer_types=('Linear', 'Conv'),
-        exempt='auto',
-        fraction=0.5),
+    dict(_base_.magnitude_pruning_60, begin=100, end=450, interval=25),
     dict(type='NonFiniteGuardHook')
 ]

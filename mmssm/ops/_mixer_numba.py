@@ -35,7 +35,7 @@ import numpy as np
 from numba import njit
 
 from . import _numba_env  # noqa: F401  (before any compilation)
-from ._scan_numba import fast_exp, silu, softplus  # noqa: F401
+from ._scan_numba import exp_nonpos, silu, softplus  # noqa: F401
 
 U = np.uint64
 
@@ -190,7 +190,7 @@ def bimamba_scan(ub, uf, xdf, xdb, a_log_f, a_log_b, dtw_f, dtw_b, dtb_f,
                     bn = xd[t, U(rank + n)]
                     cn = xd[t, U(rank + nstate + n)]
                     for j in range(bw):
-                        hv = fast_exp(dtv[j] * atl[n, j]) * h[n, j] + \
+                        hv = exp_nonpos(dtv[j] * atl[n, j]) * h[n, j] + \
                             duv[j] * bn
                         h[n, j] = hv
                         yv[j] += cn * hv

@@ -24,11 +24,10 @@ directly through ``init_cfg``. Mamba-Reg files (registers ``cls_token``
 way for ``Vim(arch='reg-*')``; their classifier ``neck``/``norm_neck`` become
 ``head.neck``/``head.norm_neck`` (no mmpretrain head reads them).
 """
-from collections import OrderedDict
-
 from mmssm.models.backbones.vim import convert_vim
 from mmssm.utils.checkpoint import (convert_checkpoint_file,
-                                    converter_arg_parser)
+                                    converter_arg_parser,
+                                    split_classifier_keys)
 
 __all__ = ['convert_vim', 'main']
 
@@ -43,11 +42,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     def convert(state_dict):
-        out = convert_vim(state_dict)
-        if args.no_head:
-            out = OrderedDict(
-                (k, v) for k, v in out.items() if not k.startswith('head.'))
-        return out
+        # convert_vim gives the mmpretrain layout (backbone.*, head.fc.*)
+        # already: only the head is placed (kept or dropped)
+        return split_classifier_keys(
+            convert_vim(state_dict), no_head=args.no_head)
 
     convert_checkpoint_file(args.src, args.dst, convert, use_ema=args.ema)
 

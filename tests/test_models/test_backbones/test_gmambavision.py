@@ -29,8 +29,8 @@ from mmssm.utils.checkpoint import CheckpointError, load_pretrained
 # tests/test_models/test_backbones is on sys.path (rootdir-less import): the
 # independent official reference and the synthetic official state dict
 from test_mambavision import (  # noqa: I
-    _assert_rel, _bn, _conv, _gelu, _gelu_tanh, _image, _ln, _mixer,
-    _official_forward, _official_state_dict, _unwindows, _windows)
+    _assert_rel, _gelu, _image, _ln, _mixer, _official_forward,
+    _official_state_dict, _ref_conv_stage, _ref_stem, _unwindows, _windows)
 
 #: two mixers then two attention blocks (the second one shifted) in stages
 #: 2-3, layer scale on
@@ -120,18 +120,11 @@ def _gmv_forward(sd, x, arch, window_size, attn_type='global',
     """The four stage maps of GMambaVision (no output norms), from the
     official reference pieces and the naive options above."""
     depths, heads = arch['depths'], arch['num_heads']
-    x = torch.relu(_bn(_conv(x, sd, 'patch_embed.conv_down.0', 2), sd,
-                       'patch_embed.conv_down.1', 1e-4))
-    x = torch.relu(_bn(_conv(x, sd, 'patch_embed.conv_down.3', 2), sd,
-                       'patch_embed.conv_down.4', 1e-4))
+    x = _ref_stem(sd, x)
     feats = []
     for i, depth in enumerate(depths):
         if i < 2:
-            for j in range(depth):
-                p = f'levels.{i}.blocks.{j}.'
-                y = _gelu_tanh(_bn(_conv(x, sd, p + 'conv1'), sd, p + 'norm1',
-                                   1e-5))
-                x = x + _bn(_conv(y, sd, p + 'conv2'), sd, p + 'norm2', 1e-5)
+            x = _ref_conv_stage(sd, x, i, depth)
         else:
             ws = window_size[i]
             hw = x.shape[-2:]

@@ -136,25 +136,37 @@ def _unwindows(wins, ws, padded, hw):
     return out[:, :, :hw[0], :hw[1]]
 
 
+def _ref_stem(sd, x):
+    """The official stem: two stride-2 3x3 convs, each BatchNorm (eps 1e-4)
+    and ReLU."""
+    x = torch.relu(_bn(_conv(x, sd, 'patch_embed.conv_down.0', 2), sd,
+                       'patch_embed.conv_down.1', 1e-4))
+    return torch.relu(_bn(_conv(x, sd, 'patch_embed.conv_down.3', 2), sd,
+                          'patch_embed.conv_down.4', 1e-4))
+
+
+def _ref_conv_stage(sd, x, i, depth):
+    """Official stage ``i`` (0 or 1): residual conv - BN - GELU(tanh) - conv -
+    BN blocks, layer scale where the weights have one."""
+    for j in range(depth):
+        p = f'levels.{i}.blocks.{j}.'
+        y = _gelu_tanh(_bn(_conv(x, sd, p + 'conv1'), sd, p + 'norm1', 1e-5))
+        y = _bn(_conv(y, sd, p + 'conv2'), sd, p + 'norm2', 1e-5)
+        if p + 'gamma' in sd:
+            y = y * sd[p + 'gamma'].view(1, -1, 1, 1)
+        x = x + y
+    return x
+
+
 def _official_forward(sd, x, depths, num_heads, window_size, pooled=False):
     """Features of the official model: the four stage maps before the
     downsampling (the detection wrapper, without output norms), or the
     classifier's pooled feature (final BN, mean)."""
-    x = torch.relu(_bn(_conv(x, sd, 'patch_embed.conv_down.0', 2), sd,
-                       'patch_embed.conv_down.1', 1e-4))
-    x = torch.relu(_bn(_conv(x, sd, 'patch_embed.conv_down.3', 2), sd,
-                       'patch_embed.conv_down.4', 1e-4))
+    x = _ref_stem(sd, x)
     feats = []
     for i, depth in enumerate(depths):
         if i < 2:
-            for j in range(depth):
-                p = f'levels.{i}.blocks.{j}.'
-                y = _gelu_tanh(_bn(_conv(x, sd, p + 'conv1'), sd, p + 'norm1',
-                                   1e-5))
-                y = _bn(_conv(y, sd, p + 'conv2'), sd, p + 'norm2', 1e-5)
-                if p + 'gamma' in sd:
-                    y = y * sd[p + 'gamma'].view(1, -1, 1, 1)
-                x = x + y
+            x = _ref_conv_stage(sd, x, i, depth)
         else:
             ws = window_size[i]
             hw = x.shape[-2:]

@@ -189,6 +189,16 @@ def test_mamba_reg_checkpoint_round_trip(tmp_path):
     with torch.no_grad():
         assert torch.allclose(again(img)[0], src(img)[0], atol=1e-5)
 
+    # --no-head: the same file without the classifier keys (head.fc, the
+    # Mamba-Reg neck), every other key in the same order
+    bare_path = osp.join(tmp_path, 'no_head.pth')
+    main([ckpt, bare_path, '--no-head'])
+    full = torch.load(out, weights_only=True)['state_dict']
+    bare = torch.load(bare_path, weights_only=True)['state_dict']
+    assert any(k.startswith('head.fc.') for k in full)
+    assert any(k.startswith('head.neck') for k in full)
+    assert list(bare) == [k for k in full if not k.startswith('head.')]
+
 
 def test_mamba_reg_checkpoint_resized_to_another_grid(tmp_path):
     src = reg_vim()
