@@ -48,7 +48,10 @@ def _orphan_after_parent_kill(ask: bool) -> bool:
     parent = subprocess.Popen([sys.executable, '-c', code],
                               stdout=subprocess.PIPE, text=True)
     child_pid = int(parent.stdout.readline())
-    time.sleep(4 if ask else 1)  # the child imports mmssm first
+    # the child shares the parent's stdout: wait for its 'ready' (written
+    # after it imported mmssm and asked), not for a fixed time, which a
+    # loaded machine can overrun (the child then asks after the kill)
+    assert parent.stdout.readline().strip() == 'ready'
     parent.send_signal(signal.SIGKILL)
     parent.wait()
     deadline = time.time() + 3
