@@ -9,11 +9,11 @@ data (before, ``int(spatial_shapes.prod(1).sum())`` and mmcv's split over a
 shape tensor broke the graph in every injector and extractor: 23 breaks for
 this 4-interaction adapter with registers).
 
-With registers (Mamba-Reg) the backbone itself still breaks the graph: Vim's
+With registers (Mamba-Reg) it compiles with ``fullgraph=True`` too: Vim's
 register layout (``mmssm/models/backbones/vim.py``, ``_reg_layout_cpu``)
-places the patches with ``torch.nonzero``, a data-dependent output shape
-(one break per call: ``prepare_tokens`` and ``token_layout``). That variant
-is checked with ``fullgraph=False``: same outputs.
+places the patches in closed form (it used ``torch.nonzero``, a
+data-dependent output shape, and broke the graph in ``prepare_tokens`` and
+``token_layout``).
 
 Backend ``aot_eager`` as in ``test_scan_compile.py`` (dynamo + AOT autograd
 without inductor's C++ compilation); ~10 s per case on 2 cores.
@@ -49,8 +49,8 @@ def _tiny_adapter(num_registers):
     return model.eval()
 
 
-@pytest.mark.parametrize('num_registers,fullgraph', [(0, True), (2, False)],
-                         ids=['vim-fullgraph', 'vim-reg-graph-breaks'])
+@pytest.mark.parametrize('num_registers,fullgraph', [(0, True), (2, True)],
+                         ids=['vim-fullgraph', 'vim-reg-fullgraph'])
 def test_adapter_compile_equals_eager(num_registers, fullgraph):
     model = _tiny_adapter(num_registers)
     # 80 x 112: padded to 96 x 128 inside, outputs cropped back

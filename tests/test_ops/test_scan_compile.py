@@ -67,6 +67,13 @@ def _tiny_vim():
                img_size=64, out_type='raw')
 
 
+def _tiny_vim_reg():
+    # Mamba-Reg: the register layout is traced too (it once graph-broke on
+    # torch.nonzero)
+    return Vim(arch=dict(embed_dims=32, num_layers=2, d_state=4),
+               img_size=64, num_registers=3, out_type='raw')
+
+
 def _tiny_groupmamba():
     return GroupMamba(arch=dict(embed_dims=[16, 32, 48, 64],
                                 depths=[1, 1, 1, 1], mlp_ratios=[2, 2, 2, 2],
@@ -80,11 +87,12 @@ def _tiny_mambavision():
 
 
 @pytest.mark.parametrize('build,grad', [(_tiny_vim, True),
+                                        (_tiny_vim_reg, False),
                                         (_tiny_groupmamba, False),
                                         (lambda: MambaOut(arch='femto'),
                                          False),
                                         (_tiny_mambavision, False)],
-                         ids=['vim', 'groupmamba', 'mambaout',
+                         ids=['vim', 'vim-reg', 'groupmamba', 'mambaout',
                               'mambavision'])
 def test_compile_fullgraph_equals_eager(build, grad):
     torch.manual_seed(0)

@@ -147,9 +147,12 @@ def _reg_layout_cpu(num_patches: int, num_registers: int):
     ks = torch.arange(num_registers)
     reg_pos = (ks + 1) * chunk + ks
     length = num_patches + num_registers
-    is_reg = torch.zeros(length, dtype=torch.bool)
-    is_reg[reg_pos] = True
-    patch_pos = torch.nonzero(~is_reg).squeeze(1)
+    # patch i follows the registers of the chunks before it (all of them
+    # with chunk == 0): closed form, no data-dependent torch.nonzero, so
+    # that torch.compile traces it without a graph break
+    idx = torch.arange(num_patches)
+    patch_pos = idx + (num_registers if chunk == 0 else
+                       torch.clamp(idx // chunk, max=num_registers))
     order = torch.empty(length, dtype=torch.long)
     order[patch_pos] = torch.arange(num_patches)
     order[reg_pos] = num_patches + ks
