@@ -86,14 +86,29 @@ def _tiny_mambavision():
                                  window_size=[8, 8, 4, 3]))
 
 
+def _tiny_gmambavision(attn_type):
+    # the seed-002 options: shifted-window masks or the relative bias,
+    # registers, attention pooling between the levels
+    return lambda: MambaVision(
+        arch=dict(dim=16, in_dim=8, depths=[1, 2, 4, 2],
+                  num_heads=[1, 2, 2, 4], layer_scale=0.5,
+                  window_size=[8, 8, 6, 4]),
+        attn_type=attn_type, num_registers=2, downsample='attn_pool')
+
+
 @pytest.mark.parametrize('build,grad', [(_tiny_vim, True),
                                         (_tiny_vim_reg, False),
                                         (_tiny_groupmamba, False),
                                         (lambda: MambaOut(arch='femto'),
                                          False),
-                                        (_tiny_mambavision, False)],
+                                        (_tiny_mambavision, False),
+                                        (_tiny_gmambavision('shifted_window'),
+                                         False),
+                                        (_tiny_gmambavision('relative'),
+                                         False)],
                          ids=['vim', 'vim-reg', 'groupmamba', 'mambaout',
-                              'mambavision'])
+                              'mambavision', 'gmambavision-shifted',
+                              'gmambavision-relative'])
 def test_compile_fullgraph_equals_eager(build, grad):
     torch.manual_seed(0)
     model = build()

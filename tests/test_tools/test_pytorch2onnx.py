@@ -45,10 +45,19 @@ def _mambavision():
                                  window_size=[8, 8, 4, 3]))
 
 
+def _gmambavision():
+    # the seed-002 options: shifted-window masks, registers, attention pooling
+    return MambaVision(arch=dict(dim=16, in_dim=8, depths=[1, 2, 4, 2],
+                                 num_heads=[1, 2, 2, 4], layer_scale=0.5,
+                                 window_size=[8, 8, 6, 4]),
+                       attn_type='shifted_window', num_registers=2,
+                       downsample='attn_pool')
+
+
 @pytest.mark.parametrize('build', [_vim, _groupmamba, _mambaout,
-                                   _mambavision],
+                                   _mambavision, _gmambavision],
                          ids=['vim', 'groupmamba', 'mambaout',
-                              'mambavision'])
+                              'mambavision', 'gmambavision'])
 def test_backbone_onnx_equals_pytorch(build, tmp_path):
     torch.manual_seed(0)
     module, kind = export_target(build())
