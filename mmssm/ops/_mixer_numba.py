@@ -12,7 +12,8 @@ channels is one contiguous vector:
   token's input is never read again once its anti-causal output is written,
   since that pass goes forward).
 * :func:`bimamba_scan`: per (batch, block of channels) and direction: the
-  ``dt_proj`` product and ``softplus(. + delta_bias)``, ``exp(delta * A)``,
+  ``dt_proj`` product and ``softplus(. + delta_bias)``, ``exp(delta * A)``
+  (as ``exp2(delta * A log2 e)``),
   the recurrence with float32 states and the ``D`` skip. The forward
   direction's ``y`` is written over its ``u`` (``uf``, read at the same token
   just before), the backward direction (walked from the last token) adds its
@@ -35,7 +36,7 @@ import numpy as np
 from numba import njit
 
 from . import _numba_env  # noqa: F401  (before any compilation)
-from ._scan_numba import exp_nonpos, silu, softplus  # noqa: F401
+from ._scan_numba import LOG2E, exp2_nonpos, silu, softplus  # noqa: F401
 
 U = np.uint64
 
@@ -164,7 +165,8 @@ def bimamba_scan(ub, uf, xdf, xdb, a_log_f, a_log_b, dtw_f, dtw_b, dtb_f,
             us = uf[bi] if fwd else ub[bi]
             for j in range(dl):
                 for n in range(nstate):
-                    atl[n, j] = -math.exp(a_log[d0i + j, n])
+                    # A log2(e): exp(delta * A) = exp2(delta * atl)
+                    atl[n, j] = -math.exp(a_log[d0i + j, n]) * LOG2E
                 for r in range(rank):
                     wdt[r, j] = dt_w[d0i + j, r]
                 bias[j] = dt_b[d0i + j]
@@ -197,8 +199,8 @@ def bimamba_scan(ub, uf, xdf, xdb, a_log_f, a_log_b, dtw_f, dtw_b, dtb_f,
                     for j in range(bw):
                         d = dtv[j]
                         du = duv[j]
-                        h0 = exp_nonpos(d * atl[n, j]) * h[n, j] + du * bn0
-                        h1 = exp_nonpos(d * atl[n + 1, j]) * h[n + 1, j] + \
+                        h0 = exp2_nonpos(d * atl[n, j]) * h[n, j] + du * bn0
+                        h1 = exp2_nonpos(d * atl[n + 1, j]) * h[n + 1, j] + \
                             du * bn1
                         h[n, j] = h0
                         h[n + 1, j] = h1
@@ -207,7 +209,7 @@ def bimamba_scan(ub, uf, xdf, xdb, a_log_f, a_log_b, dtw_f, dtw_b, dtb_f,
                     bn = xd[t, U(rank + n)]
                     cn = xd[t, U(rank + nstate + n)]
                     for j in range(bw):
-                        hv = exp_nonpos(dtv[j] * atl[n, j]) * h[n, j] + \
+                        hv = exp2_nonpos(dtv[j] * atl[n, j]) * h[n, j] + \
                             duv[j] * bn
                         h[n, j] = hv
                         yv[j] += cn * hv

@@ -14,6 +14,9 @@ backward recomputes the states of one segment of ``every`` tokens at a time
 from its checkpoint and walks it backwards, the scheme of the mamba_ssm CUDA
 kernel. ``exp`` is a float32 Cody-Waite + degree-5 minimax polynomial (relative
 error 2.1e-7) that the compiler vectorises; float64 inputs use ``math.exp``.
+The inference kernels (:func:`scan_fwd_infer` and the mixer kernels) form
+``exp(delta * A)`` as :func:`exp2_nonpos` of ``delta * (A log2 e)`` (relative
+error 2.4e-7, two vector operations fewer per state update).
 """
 import math
 
@@ -67,6 +70,51 @@ def exp_nonpos(x):
     the innermost loop of the scans. A positive ``x`` is out of contract.
     """
     return math.exp(x)
+
+
+def exp2_nonpos(x):
+    """``2 ** x`` of ``x <= 0``: the inference scans' ``exp(delta * A)``
+    as ``2 ** (delta * (A * log2 e))``, ``A * log2 e`` formed once per
+    channel block.
+
+    Reduction ``x = k + f`` with ``k = rint(x)``, ``|f| <= 1/2`` (exact, no
+    ``ln 2`` constants), a degree-5 polynomial for ``2 ** f`` fitted for
+    minimal relative error (2.4e-7 in float32), ``k`` added to the exponent
+    bits; ``x`` is clamped at -125 (a result below 2.4e-38 becomes 2.4e-38,
+    as :func:`exp_nonpos` clamps at exp(-86.5)). Two vector operations fewer
+    per state update than :func:`exp_nonpos`: the inference scan is ~10 %
+    faster. A positive ``x`` is out of contract.
+    """
+    return 2.0**x
+
+
+_EXP2_COEF = tuple(np.float32(c) for c in (
+    1.0000001192092896, 0.6931469440460205, 0.24022120237350464,
+    0.05550713092088699, 0.009675518609583378, 0.001327640376985073))
+#: ``log2(e)``: ``A`` times this is the inference scans' ``exp2`` argument.
+LOG2E = np.float32(1.4426950408889634)
+
+
+@overload(exp2_nonpos, inline='always')
+def _exp2_nonpos_overload(x):
+    if isinstance(x, types.Float) and x.bitwidth == 32:
+        lo = np.float32(-125.0)
+        c0, c1, c2, c3, c4, c5 = _EXP2_COEF
+
+        def impl(x):
+            x = max(x, lo)
+            k = np.rint(x)
+            f = x - k
+            p = c0 + f * (c1 + f * (c2 + f * (c3 + f * (c4 + f * c5))))
+            return _int32_bits_as_float32(
+                _float32_bits(p) + (np.int32(k) << np.int32(23)))
+
+        return impl
+
+    def impl64(x):
+        return 2.0**x
+
+    return impl64
 
 
 # Cody-Waite reduction ``x = k ln2 + r``, ``|r| <= ln2 / 2``, and a degree-5
@@ -137,28 +185,28 @@ _JIT = dict(fastmath=True, cache=True, nogil=True)
 _JIT_NP = dict(_JIT, error_model='numpy')
 U = np.uint64
 
-_LN2 = np.float32(0.6931471805599453)
-_SQRT2M1 = np.float32(0.41421356237309503)
 _THRESHOLD = np.float32(20.0)
+# ``log1p(e) / e`` on ``[0, 1]``: degree-8 polynomial fitted for minimal
+# relative error (weighted least squares iterated towards minimax; max
+# relative error of ``e * q(e)`` in float32 Horner evaluation 1.8e-7).
+_LOG1P_COEF = tuple(np.float32(c) for c in (
+    0.9999999403953552, -0.4999949336051941, 0.33319082856178284,
+    -0.24842894077301025, 0.19105741381645203, -0.13662798702716827,
+    0.07822175323963165, -0.029503202065825462, 0.005232301540672779))
 
 
 @njit(inline='always', **_JIT_NP)
 def _log1p_unit(e):
-    """``log1p(e)`` for ``0 <= e <= 1`` in float32 without cancellation.
+    """``log1p(e)`` for ``0 <= e <= 1`` in float32, relative error 1.8e-7.
 
-    ``1 + e = m * 2^k`` with ``m`` in ``[sqrt(1/2), sqrt(2))`` and ``k`` 0 or
-    1; ``log(m) = 2 atanh(s)`` with ``s = (m - 1) / (m + 1)`` formed from
-    ``e`` directly (``e / (2 + e)``, or ``(e - 1) / (e + 3)`` for ``k = 1``),
-    ``|s| <= 0.1716``, odd series to ``s^9`` (truncation < 1e-9).
+    ``e * q(e)`` with the polynomial ``q`` above: no division and no
+    branch (the atanh series it replaces needed a division and a select,
+    and made softplus 1.4x slower), and no ``1 + e`` whose rounding would
+    lose the low bits of a small ``e``.
     """
-    big = e > _SQRT2M1
-    s = (e - np.float32(1.0)) / (e + np.float32(3.0)) if big else \
-        e / (e + np.float32(2.0))
-    s2 = s * s
-    p = s * (np.float32(2.0) + s2 * (np.float32(2.0 / 3.0) + s2 * (
-        np.float32(2.0 / 5.0) + s2 * (np.float32(2.0 / 7.0) +
-                                      s2 * np.float32(2.0 / 9.0)))))
-    return p + _LN2 if big else p
+    q0, q1, q2, q3, q4, q5, q6, q7, q8 = _LOG1P_COEF
+    return e * (q0 + e * (q1 + e * (q2 + e * (q3 + e * (q4 + e * (
+        q5 + e * (q6 + e * (q7 + e * q8))))))))
 
 
 @njit(inline='always', **_JIT_NP)
@@ -379,7 +427,8 @@ def scan_fwd_infer(u, dt, at, bm, cm, idx, blk_start, blk_len, blk_group,
         for n in range(nstate):
             for j in range(BLOCK):
                 h[n, j] = 0
-                atl[n, j] = at[n, d0 + j] if j < dl else 0
+                # A log2(e): exp(delta * A) = exp2(delta * atl)
+                atl[n, j] = at[n, d0 + j] * LOG2E if j < dl else 0
         for j in range(BLOCK):
             bl[j] = bias[d0 + j] if j < dl else 0
             dl_[j] = dsk[d0 + j] if j < dl else 0
@@ -402,7 +451,8 @@ def scan_fwd_infer(u, dt, at, bm, cm, idx, blk_start, blk_len, blk_group,
                 bn = bmb[U(n), p]
                 cn = cmb[U(n), p]
                 for j in range(BLOCK):
-                    hv = exp_nonpos(dtv[j] * atl[n, j]) * h[n, j] + duv[j] * bn
+                    hv = exp2_nonpos(dtv[j] * atl[n, j]) * h[n, j] + \
+                        duv[j] * bn
                     h[n, j] = hv
                     yv[j] += cn * hv
             if has_z:

@@ -65,7 +65,9 @@ def run_parallel(kernel, args, num_items: int, min_items_per_thread: int = 1):
     """Run ``kernel(*args, begin, end)`` over ``num_items`` work items.
 
     The items are split into up to :func:`num_threads` contiguous ranges.
-    A numba kernel whose arguments are contiguous arrays and scalars runs
+    A numba kernel's array arguments may be given as CPU tensors (cheaper
+    to pass to a launch than numpy arrays). A numba kernel whose arguments
+    are contiguous arrays (or tensors) and scalars runs
     as a parallel region of torch's own OpenMP team
     (:mod:`mmssm.ops._omp_launch`); anything else runs on a thread pool,
     the calling thread taking the first range itself. Every range has
@@ -73,15 +75,19 @@ def run_parallel(kernel, args, num_items: int, min_items_per_thread: int = 1):
     """
     threads = max(1, min(num_threads(),
                          num_items // max(1, min_items_per_thread)))
-    if threads == 1:
-        kernel(*args, 0, num_items)
-        return
-    if hasattr(kernel, 'py_func') and not _FORKED:  # a numba dispatcher
+    numba_kernel = hasattr(kernel, 'py_func')
+    if threads > 1 and numba_kernel and not _FORKED:
         from ._omp_launch import launcher
         launch = launcher(kernel, args)
         if launch is not None:
             launch(num_items, threads)
             return
+    if numba_kernel:  # numba takes the arrays that tensor arguments view
+        args = tuple(
+            a.detach().numpy() if isinstance(a, Tensor) else a for a in args)
+    if threads == 1:
+        kernel(*args, 0, num_items)
+        return
     # Keyed by pid too: a forked child has none of its parent's threads.
     key = (os.getpid(), threads)
     if key not in _EXECUTORS:

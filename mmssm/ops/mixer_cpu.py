@@ -94,10 +94,6 @@ def fast_path_enabled(x: Tensor, scan_impl: Optional[str] = None) -> bool:
     return cpu_fast_path_allowed() and _kernels() is not None
 
 
-def _np(x: Tensor):
-    return x.detach().numpy()
-
-
 def prepare_mixer_weights(conv_weights: Sequence[Tensor],
                           conv_biases: Sequence[Optional[Tensor]],
                           dt_proj_weights: Sequence[Tensor],
@@ -118,8 +114,9 @@ def prepare_mixer_weights(conv_weights: Sequence[Tensor],
         ds: per direction ``(d_inner,)`` skips.
 
     Returns:
-        tuple: ``(ndir, conv, scan)`` for :func:`mamba_mixer_cpu_inference`.
-        The arrays may share memory with the parameters: prepare them again
+        tuple: ``(ndir, conv, scan)`` for :func:`mamba_mixer_cpu_inference`
+        (float32 CPU tensors, the kernels' arrays). They may share memory
+        with the parameters: prepare them again
         after the parameters change (the mixers key their cache on the
         parameters' versions).
     """
@@ -132,7 +129,8 @@ def prepare_mixer_weights(conv_weights: Sequence[Tensor],
                          'weights')
 
     def arr(x):
-        return x.detach().float().contiguous().numpy()
+        # tensors, not numpy arrays: cheaper to hand to a kernel launch
+        return x.detach().float().contiguous()
 
     dim, _, ksize = conv_weights[0].shape
     conv = []
@@ -202,22 +200,20 @@ def mamba_mixer_cpu_inference(x: Tensor,
     # the conv and the gate are light: threads only pay off for large maps
     small = not launch_is_cheap() and nbatch * length * dim < SMALL_WORK
     light = nitems if small else 1
-    run_parallel(kernels.conv_silu,
-                 (xs.numpy(), *conv, ndir, chunk, uf.numpy()), nitems,
+    # the kernels' arrays are passed as the tensors that hold them
+    # (cpu_threads.run_parallel)
+    run_parallel(kernels.conv_silu, (xs, *conv, ndir, chunk, uf), nitems,
                  min_items_per_thread=light)
     # x_proj: dt, B, C per token; xs holds the backward direction's u
-    xdf = parallel_linear(uf, x_proj_weights[0]).numpy()
-    xdb = parallel_linear(xs, x_proj_weights[1]).numpy() \
-        if ndir == 2 else xdf
+    xdf = parallel_linear(uf, x_proj_weights[0])
+    xdb = parallel_linear(xs, x_proj_weights[1]) if ndir == 2 else xdf
     run_parallel(kernels.bimamba_scan,
-                 (xs.numpy(), uf.numpy(), xdf, xdb, *scan, ndir, chunk),
-                 nitems)
+                 (xs, uf, xdf, xdb, *scan, ndir, chunk), nitems)
     del xs, xdf, xdb
     z = parallel_linear(x, in_proj_weight[dim:], bias_z)
     rows = nbatch * length
     run_parallel(kernels.gate,
-                 (z.view(rows, dim).numpy(), uf.view(rows, dim).numpy(),
-                  float(scale)), rows,
+                 (z.view(rows, dim), uf.view(rows, dim), float(scale)), rows,
                  min_items_per_thread=rows if light > 1 else 64)
     return z
 
@@ -244,9 +240,9 @@ def add_rmsnorm_cpu(hidden: Tensor, residual: Optional[Tensor],
     out = torch.empty(hidden.shape, dtype=torch.float32)
     rows = h2.shape[0]
     run_parallel(_kernels().add_rmsnorm,
-                 (_np(h2), _np(r2), residual is not None,
-                  _np(weight.detach().float().contiguous()), float(eps),
-                  _np(res_out.view(-1, width)), _np(out.view(-1, width))),
+                 (h2, r2, residual is not None,
+                  weight.detach().float().contiguous(), float(eps),
+                  res_out.view(-1, width), out.view(-1, width)),
                  rows, min_items_per_thread=rows if rows * width < SMALL_WORK
                  and not launch_is_cheap() else 256)
     return res_out, out
