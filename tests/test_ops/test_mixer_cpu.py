@@ -51,6 +51,7 @@ def _both_paths(module, *inputs, monkeypatch):
     (16, 1, 8, 3),     # one token, kernel 3
     (96, 65, 16, 4),   # d_inner 192: several blocks per thread
     (16, 21, 5, 4),    # odd d_state: state pairs and a last single state
+    (144, 11, 4, 4),   # dt_rank 9: two passes of four ranks and one more
 ])
 def test_mixer_fast_path_equals_reference(cls, embed_dims, length, d_state,
                                           d_conv, monkeypatch):
