@@ -85,7 +85,9 @@ def _block_plan(dim: int, groups: int, num_orders: int):
 
 
 def _nb(x: Tensor):
-    return x.detach().numpy()
+    """A kernel argument: the tensor itself (``run_parallel`` hands its
+    address to a launch, or its numpy view to a direct call)."""
+    return x.detach()
 
 
 class SelectiveScanCPUFunction(torch.autograd.Function):
