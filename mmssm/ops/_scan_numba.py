@@ -95,26 +95,19 @@ _EXP2_COEF = tuple(np.float32(c) for c in (
 LOG2E = np.float32(1.4426950408889634)
 
 
-@overload(exp2_nonpos, inline='always')
-def _exp2_nonpos_overload(x):
-    if isinstance(x, types.Float) and x.bitwidth == 32:
-        lo = np.float32(-125.0)
-        c0, c1, c2, c3, c4, c5 = _EXP2_COEF
+def _exp2_poly_impl():
+    lo = np.float32(-125.0)
+    c0, c1, c2, c3, c4, c5 = _EXP2_COEF
 
-        def impl(x):
-            x = max(x, lo)
-            k = np.rint(x)
-            f = x - k
-            p = c0 + f * (c1 + f * (c2 + f * (c3 + f * (c4 + f * c5))))
-            return _int32_bits_as_float32(
-                _float32_bits(p) + (np.int32(k) << np.int32(23)))
+    def impl(x):
+        x = max(x, lo)
+        k = np.rint(x)
+        f = x - k
+        p = c0 + f * (c1 + f * (c2 + f * (c3 + f * (c4 + f * c5))))
+        return _int32_bits_as_float32(
+            _float32_bits(p) + (np.int32(k) << np.int32(23)))
 
-        return impl
-
-    def impl64(x):
-        return 2.0**x
-
-    return impl64
+    return impl
 
 
 # Cody-Waite reduction ``x = k ln2 + r``, ``|r| <= ln2 / 2``, and a degree-5
@@ -154,26 +147,28 @@ def _exp_poly_impl(clamp_high):
     return impl
 
 
-@overload(fast_exp, inline='always')
-def _fast_exp_overload(x):
-    if isinstance(x, types.Float) and x.bitwidth == 32:
-        return _exp_poly_impl(True)
-
-    def impl64(x):
-        return math.exp(x)
-
-    return impl64
+def _math_exp(x):
+    return math.exp(x)
 
 
-@overload(exp_nonpos, inline='always')
-def _exp_nonpos_overload(x):
-    if isinstance(x, types.Float) and x.bitwidth == 32:
-        return _exp_poly_impl(False)
+def _math_exp2(x):
+    return 2.0**x
 
-    def impl64(x):
-        return math.exp(x)
 
-    return impl64
+def _overload_float32(func, impl32, impl64):
+    """Compile ``func`` (inlined) as ``impl32`` for float32 arguments and as
+    ``impl64`` (the libm function) for any other type."""
+
+    @overload(func, inline='always')
+    def _typed(x):
+        if isinstance(x, types.Float) and x.bitwidth == 32:
+            return impl32
+        return impl64
+
+
+_overload_float32(fast_exp, _exp_poly_impl(True), _math_exp)
+_overload_float32(exp_nonpos, _exp_poly_impl(False), _math_exp)
+_overload_float32(exp2_nonpos, _exp2_poly_impl(), _math_exp2)
 
 
 # No numba threading layer: the caller runs ranges of work items on its own

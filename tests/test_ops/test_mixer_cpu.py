@@ -143,20 +143,27 @@ def test_trace_does_not_take_the_fast_path():
     assert any('PythonOp' in k for k in kinds), kinds
 
 
+def _elementwise(fn, x):
+    """The numba elementary function ``fn`` applied to each element of the
+    float32 array ``x``, compiled as the kernels compile it."""
+    out = np.empty_like(x)
+
+    @_mixer_numba.njit(cache=False)
+    def run(x, out):
+        for i in range(x.size):
+            out[i] = fn(x[i])
+
+    run(x, out)
+    return out
+
+
 def test_softplus_and_silu_kernels_vs_torch():
     x = np.concatenate([
         np.linspace(-80, 30, 200001), [-100., -20., -1e-3, 0., 1e-3, 19.99,
                                       20., 20.01, 50.]
     ]).astype(np.float32)
-    sp, si = np.empty_like(x), np.empty_like(x)
-
-    @_mixer_numba.njit(cache=False)
-    def run(x, sp, si):
-        for i in range(x.size):
-            sp[i] = _mixer_numba.softplus(x[i])
-            si[i] = _mixer_numba.silu(x[i])
-
-    run(x, sp, si)
+    sp = _elementwise(_mixer_numba.softplus, x)
+    si = _elementwise(_mixer_numba.silu, x)
     xt = torch.from_numpy(x).double()
     ref_sp = F.softplus(xt).numpy()
     ref_si = F.silu(xt).numpy()
@@ -184,15 +191,8 @@ def test_exp_kernels_vs_float64():
         np.arange(-120, 128) * np.log(2.0),
         [-1e4, -100., -87.5, -86.5, -1e-30, 0., 1e-30, 88.0, 89., 1e4]
     ]).astype(np.float32)
-    fe, fn = np.empty_like(x), np.empty_like(x)
-
-    @_mixer_numba.njit(cache=False)
-    def run(x, fe, fn):
-        for i in range(x.size):
-            fe[i] = _scan_numba.fast_exp(x[i])
-            fn[i] = _scan_numba.exp_nonpos(min(x[i], np.float32(0.0)))
-
-    run(x, fe, fn)
+    fe = _elementwise(_scan_numba.fast_exp, x)
+    fn = _elementwise(_scan_numba.exp_nonpos, np.minimum(x, np.float32(0)))
     x64 = x.astype(np.float64)
     ref = np.exp(np.clip(x64, -86.5, 88.0))
     assert np.all(np.isfinite(fe)) and np.all(np.isfinite(fn))
@@ -221,14 +221,7 @@ def test_exp2_kernel_vs_float64():
         np.arange(-250, 1) * 0.5,
         [-1e4, -200., -126., -125.5, -1e-30, 0.]
     ]).astype(np.float32)
-    out = np.empty_like(x)
-
-    @_mixer_numba.njit(cache=False)
-    def run(x, out):
-        for i in range(x.size):
-            out[i] = _scan_numba.exp2_nonpos(x[i])
-
-    run(x, out)
+    out = _elementwise(_scan_numba.exp2_nonpos, x)
     x64 = x.astype(np.float64)
     ref = np.exp2(np.maximum(x64, -125.0))
     rel = np.abs(out.astype(np.float64) - ref) / ref
